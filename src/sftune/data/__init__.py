@@ -1,0 +1,1 @@
+"""Data flow: readers -> Conversation -> template -> tokens and masks -> batches."""
