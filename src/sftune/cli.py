@@ -1,24 +1,168 @@
-"""The command line: a thin layer, one function per command, each calling one library function."""
+"""The command line: a thin layer, one function per command, each calling one library function.
+
+Flags are generated from the typed schema in ``sftune.config``: a flag's help is the field's
+docstring, and ``--config FILE.yaml`` supplies the same keys (flags given on the command line
+win over the file).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import typing
+from pathlib import Path
+
+from .config import ConfigError, SFTConfig, field_help, load_config
+
+log = logging.getLogger("sftune")
+
+DATA_KEYS = ["model", "data", "format", "template", "mask", "max_length", "strict", "system_prompt", "cache_dir", "trust_remote_code"]
+
+
+def _parse_source(spec: str) -> dict:
+    """``--data PATH[,share=0.15][,weight=2][,format=text][,split=train]`` -> a DataSource dict."""
+    path, *opts = spec.split(",")
+    src: dict = {"path": path}
+    for o in opts:
+        k, sep, v = o.partition("=")
+        if not sep or k not in ("share", "weight", "format", "split"):
+            raise ConfigError(f"--data {spec!r}: options after the path are share=, weight=, format=, split= (got {o!r})")
+        src[k] = float(v) if k in ("share", "weight") else v
+    return src
+
+
+def add_config_args(parser: argparse.ArgumentParser, names: list[str]) -> None:
+    """Add one flag per schema field; defaults are None so unset flags don't override the YAML file."""
+    for name in names:
+        f = SFTConfig.model_fields[name]
+        flag = "--" + name.replace("_", "-")
+        default = f.default if f.default_factory is None else f.default_factory()
+        help_ = f"{field_help(name)} (default: {default})"
+        ann = f.annotation
+        args = typing.get_args(ann)
+        if name in ("data", "eval_data"):
+            parser.add_argument(flag, action="append", metavar="PATH[,share=S]", help=help_)
+        elif ann is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif typing.get_origin(ann) is typing.Literal:
+            parser.add_argument(flag, choices=list(args), default=None, help=help_)
+        elif ann in (int, float) or (args and args[0] in (int, float) and type(None) in args):
+            typ = ann if ann in (int, float) else args[0]
+            parser.add_argument(flag, type=typ, default=None, metavar="N", help=help_)
+        elif "list" in str(ann):
+            parser.add_argument(flag, nargs="+", default=None, metavar="X", help=help_)
+        elif "dict" in str(ann):
+            continue  # dict fields (training_args) are YAML-only
+        else:
+            parser.add_argument(flag, default=None, metavar="VALUE", help=help_)
+
+
+def config_from_args(args: argparse.Namespace, names: list[str], config_path: str | None = None) -> SFTConfig:
+    overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    for key in ("data", "eval_data"):
+        if key in overrides:
+            overrides[key] = [_parse_source(s) for s in overrides[key]]
+    return load_config(config_path, overrides)
+
+
+# ---- commands -------------------------------------------------------------------------------
+def _load_tokenizer(cfg: SFTConfig):
+    from .model.loading import load_tokenizer
+
+    return load_tokenizer(cfg.model, cache_dir=cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
+
+
+def cmd_prepare(args) -> int:
+    from .data.prepare import prepare, save_prepared
+
+    cfg = config_from_args(args, DATA_KEYS, args.config)
+    tok = _load_tokenizer(cfg)
+    prep = prepare(cfg, tok, use_cache=not args.no_cache)
+    out = save_prepared(prep, args.output)
+    print(prep.report.summary())
+    print(f"prepared {len(prep.dataset)} rows in {prep.seconds:.1f}s{' (from cache)' if prep.cached else ''} -> {out}")
+    print(f"report: {out / 'data_report.json'}   load with: datasets.load_from_disk({str(out)!r})")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .data.inspect import inspect_prepared
+    from .data.prepare import prepare
+
+    cfg = config_from_args(args, DATA_KEYS, args.config)
+    tok = _load_tokenizer(cfg)
+    prep = prepare(cfg, tok, use_cache=not args.no_cache)
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    print(inspect_prepared(prep, tok, index=args.index, png=args.png, color=color))
+    return 0
+
+
+def _data_parser(sub, name: str, help_: str, description: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML file with the same keys as the flags")
+    add_config_args(p, DATA_KEYS)
+    p.add_argument("--no-cache", action="store_true", help="re-read and re-tokenize even if a cached copy exists")
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sftune", description="Supervised fine-tuning of causal language models.")
-    p.add_subparsers(dest="command", metavar="COMMAND")
+    p = argparse.ArgumentParser(
+        prog="sftune",
+        description="Supervised fine-tuning of causal language models: data, masks, training, evaluation, serving.",
+        epilog="Start with `sftune train` (no arguments): a LoRA fine-tune of the bundled SmolLM2-135M-Instruct on CPU.",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    sp = _data_parser(
+        sub, "prepare", "read, template, tokenize and mask data; write a dataset folder",
+        "Read data in any supported format, render it with the chat template, build labels "
+        "(-100 outside the trained spans) and write a folder readable with datasets.load_from_disk, "
+        "plus data_report.json with rows kept and dropped per reason.",
+    )
+    sp.add_argument("--output", required=True, metavar="DIR", help="folder to write the prepared dataset to")
+    sp.set_defaults(func=cmd_prepare)
+
+    sp = _data_parser(
+        sub, "inspect", "show which tokens are trained, and dataset statistics",
+        "Print a sample with its trained tokens highlighted, write a PNG of the mask, and print "
+        "statistics: rows, token lengths, trained-token share, dropped rows by reason.",
+    )
+    sp.add_argument("--index", type=int, default=0, help="which prepared row to show")
+    sp.add_argument("--png", default="sftune-mask.png", metavar="FILE", help="where to write the mask picture")
+    sp.set_defaults(func=cmd_inspect)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    for noisy in ("httpx", "urllib3", "filelock", "datasets", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    from .data.report import DataError
+    from .data.templates import TemplateError
+
+    known: tuple = (ConfigError, DataError, TemplateError, FileNotFoundError)
+    try:
+        from .model.loading import ModelLoadError
+
+        known = known + (ModelLoadError,)
+    except ImportError:
+        pass
+    try:
+        return args.func(args)
+    except known as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

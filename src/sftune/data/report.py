@@ -80,6 +80,14 @@ class DataReport:
             "notes": list(self.notes),
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataReport":
+        r = cls(rows_in=d["rows_in"], kept=d["kept"], notes=list(d.get("notes", [])))
+        r.dropped.update(d.get("dropped_by_reason", {}))
+        for k, v in d.get("examples", {}).items():
+            r.examples[k] = list(v)
+        return r
+
     def summary(self) -> str:
         lines = [f"rows read: {self.rows_in}   kept: {self.kept}   dropped: {self.n_dropped}"]
         for reason, n in self.dropped.most_common():

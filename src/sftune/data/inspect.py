@@ -1,0 +1,148 @@
+"""See what will be trained: a sample with trained tokens highlighted, a PNG of the mask, statistics.
+
+>>> print(highlight(["Hi", "!", "<|im_end|>"], [False, True, True], color=False))
+Hi[[!<|im_end|>]]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .tokenize import IGNORE_INDEX
+
+GREEN, RESET = "\x1b[42;30m", "\x1b[0m"
+
+
+def _visible(tok: str) -> str:
+    return tok.replace("\n", "\\n\n").replace("\t", "\\t")
+
+
+def token_pieces(tokenizer, ids: list[int]) -> list[str]:
+    """Each token's text as it appears in the decoded string (byte-level BPE pieces decoded)."""
+    return [tokenizer.decode([i], skip_special_tokens=False, clean_up_tokenization_spaces=False) for i in ids]
+
+
+def highlight(pieces: list[str], trained: list[bool], color: bool) -> str:
+    """Mark trained tokens: green background in a terminal, ``[[...]]`` around trained runs otherwise."""
+    out, inside = [], False
+    for p, t in zip(pieces, trained):
+        if color:
+            out.append(f"{GREEN}{_visible(p)}{RESET}" if t else _visible(p))
+            continue
+        if t and not inside:
+            out.append("[[")
+        if not t and inside:
+            out.append("]]")
+        inside = t
+        out.append(p)
+    if inside and not color:
+        out.append("]]")
+    return "".join(out)
+
+
+def stats(dataset, report=None) -> dict:
+    """Rows, token-length distribution, trained-token share, dropped rows by reason."""
+    lengths = np.fromiter((len(x) for x in dataset["input_ids"]), dtype=np.int64)
+    trained = np.fromiter((sum(1 for l in x if l != IGNORE_INDEX) for x in dataset["labels"]), dtype=np.int64)
+    s = {
+        "rows": int(len(lengths)),
+        "tokens": int(lengths.sum()),
+        "trained_tokens": int(trained.sum()),
+        "trained_share": float(trained.sum() / max(1, lengths.sum())),
+    }
+    if len(lengths):
+        s["length"] = {
+            "min": int(lengths.min()),
+            "mean": round(float(lengths.mean()), 1),
+            "p50": int(np.percentile(lengths, 50)),
+            "p90": int(np.percentile(lengths, 90)),
+            "p99": int(np.percentile(lengths, 99)),
+            "max": int(lengths.max()),
+        }
+    if report is not None:
+        s["dropped_by_reason"] = dict(report.dropped)
+        s["rows_read"] = report.rows_in
+    return s
+
+
+def format_stats(s: dict) -> str:
+    lines = [
+        f"rows: {s['rows']}   tokens: {s['tokens']}   trained tokens: {s['trained_tokens']} ({s['trained_share']:.1%})",
+    ]
+    if "length" in s:
+        L = s["length"]
+        lines.append(f"length: min {L['min']}  mean {L['mean']}  p50 {L['p50']}  p90 {L['p90']}  p99 {L['p99']}  max {L['max']}")
+    if s.get("dropped_by_reason"):
+        lines.append(f"rows read: {s.get('rows_read')}   dropped: " + ", ".join(f"{k}: {v}" for k, v in s["dropped_by_reason"].items()))
+    elif "rows_read" in s:
+        lines.append(f"rows read: {s['rows_read']}   dropped: none")
+    return "\n".join(lines)
+
+
+def plot_mask(pieces: list[str], trained: list[bool], path: str | Path, title: str = "", lengths=None, width: int = 90) -> Path:
+    """Draw tokens as boxes (green = trained, grey = not trained), wrapped like text.
+
+    When ``lengths`` is given a second panel shows the token-length histogram of the dataset.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # Lay tokens out on a character grid: each token takes len(text)+1 columns.
+    rows, x, y = [], 0, 0
+    for p, t in zip(pieces, trained):
+        text = p.replace("\n", "⏎")
+        w = max(1, len(text))
+        if x + w > width:
+            x, y = 0, y + 1
+        rows.append((x, y, w, text, t))
+        x += w + 1
+        if "\n" in p:
+            x, y = 0, y + 1
+    n_lines = y + 1
+    panels = 2 if lengths is not None else 1
+    fig_h = 0.32 * n_lines + 1.2 + (2.6 if panels == 2 else 0)
+    fig = plt.figure(figsize=(14, fig_h))
+    ax = fig.add_axes([0.02, (2.8 / fig_h) if panels == 2 else 0.02, 0.96, 1 - ((2.8 / fig_h) if panels == 2 else 0.02) - 0.9 / fig_h])
+    ax.set_xlim(0, width)
+    ax.set_ylim(n_lines, -0.2)
+    ax.axis("off")
+    for x, y, w, text, t in rows:
+        ax.add_patch(plt.Rectangle((x - 0.1, y + 0.05), w + 0.2, 0.85, color="#7ccf7c" if t else "#dddddd", lw=0))
+        ax.text(x, y + 0.5, text, va="center", ha="left", fontsize=8, family=["DejaVu Sans Mono", "monospace"])
+    ax.set_title(title or "green = trained (label = token), grey = masked (label = -100)", fontsize=10, loc="left")
+    if panels == 2:
+        ax2 = fig.add_axes([0.07, 0.35 / fig_h, 0.9, 2.0 / fig_h])
+        ax2.hist(lengths, bins=40, color="#4c72b0")
+        ax2.set_xlabel("tokens per sample")
+        ax2.set_ylabel("samples")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def inspect_prepared(prep, tokenizer, *, index: int = 0, png: str | Path | None = None, color: bool = False) -> str:
+    """Text for ``sftune inspect``: one sample highlighted, then dataset statistics."""
+    ds = prep.dataset
+    if len(ds) == 0:
+        return "no rows were kept.\n" + prep.report.summary()
+    index = max(0, min(index, len(ds) - 1))
+    row = ds[index]
+    pieces = token_pieces(tokenizer, row["input_ids"])
+    trained = [l != IGNORE_INDEX for l in row["labels"]]
+    lines = [f"sample {index} ({row.get('source') or 'row ' + str(index)}), {len(pieces)} tokens, {sum(trained)} trained:"]
+    lines.append(highlight(pieces, trained, color))
+    lines.append("")
+    s = stats(ds, prep.report)
+    lines.append(format_stats(s))
+    lines.extend(f"note: {n}" for n in prep.report.notes)
+    if png:
+        lengths = [len(x) for x in ds["input_ids"]]
+        plot_mask(pieces, trained, png, title=f"sample {index}: green = trained, grey = label -100", lengths=lengths)
+        lines.append(f"mask picture written to {png}")
+    return "\n".join(lines)

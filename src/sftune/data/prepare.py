@@ -1,0 +1,163 @@
+"""The data step end to end: files -> conversations -> tokens and masks -> a dataset on disk.
+
+``prepare()`` is what ``sftune prepare`` and ``sftune train`` call. Its result is cached on
+disk, keyed by the data's content, the tokenizer, the template and every data option, so a
+second run with the same inputs skips it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..config import DataSource, SFTConfig
+from .report import DataReport
+from .templates import resolve_template
+from .tokenize import Encoder
+
+log = logging.getLogger(__name__)
+
+CHUNK = 512  # conversations per tokenizer call: big enough for the Rust batch path, small for progress
+
+
+@dataclass
+class Prepared:
+    """A prepared dataset (``input_ids``, ``labels``, ``source``) and how it was made."""
+
+    dataset: "object"  # datasets.Dataset
+    report: DataReport
+    template: str
+    seconds: float
+    cached: bool = False
+    path: Path | None = None
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.report.rows_in / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _fingerprint_path(path: str) -> dict:
+    p = Path(path)
+    if p.is_file():
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return {"file": h.hexdigest()}
+    if p.is_dir():
+        return {"dir": sorted((str(q.relative_to(p)), q.stat().st_size, q.stat().st_mtime_ns) for q in p.rglob("*") if q.is_file())}
+    return {"name": path}  # hub dataset: the name is the best key there is
+
+
+def _tokenizer_fingerprint(tokenizer) -> str:
+    # The full serialized tokenizer (vocab, merges, normalizer, added tokens) identifies it exactly.
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cache_key(cfg: SFTConfig, sources: list[DataSource], tokenizer, template: str) -> str:
+    parts = {
+        "sftune": __version__,
+        "sources": [{**s.model_dump(exclude={"weight", "share"}), **_fingerprint_path(s.path)} for s in sources],
+        "tokenizer": _tokenizer_fingerprint(tokenizer),
+        "template": template,
+        "options": {k: getattr(cfg, k) for k in ("format", "mask", "max_length", "system_prompt")},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def encode_conversations(convs, encoder: Encoder, report: DataReport, progress: bool = True) -> dict[str, list]:
+    """Encode in chunks with a progress bar; returns columns for ``datasets.Dataset.from_dict``."""
+    from tqdm.auto import tqdm
+
+    cols: dict[str, list] = {"input_ids": [], "labels": [], "source": []}
+    with tqdm(total=len(convs), desc="tokenizing", unit="conv", disable=not progress or len(convs) < 2000) as bar:
+        for i in range(0, len(convs), CHUNK):
+            for row in encoder.encode_many(convs[i : i + CHUNK], report):
+                for k in cols:
+                    cols[k].append(row[k])
+            bar.update(min(CHUNK, len(convs) - i))
+    return cols
+
+
+def prepare(
+    cfg: SFTConfig,
+    tokenizer,
+    sources: list[DataSource] | None = None,
+    *,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> Prepared:
+    """Read every source, encode it, and return the dataset (rows in input order)."""
+    import datasets
+
+    from .readers import read_conversations
+
+    sources = list(cfg.data if sources is None else sources)
+    if not sources:
+        raise ValueError("no training data given: pass --data FILE (or `data:` in the config)")
+    template = resolve_template(cfg.template, tokenizer)
+    t0 = time.perf_counter()
+    key = cache_key(cfg, sources, tokenizer, template)
+    from ..model.loading import cache_root
+
+    cache_dir = cache_root(cfg.cache_dir) / "prepared" / key
+    if use_cache and (cache_dir / "report.json").is_file() and not cfg.strict:
+        ds = datasets.load_from_disk(str(cache_dir / "dataset"))
+        report = DataReport.from_dict(json.loads((cache_dir / "report.json").read_text()))
+        return Prepared(ds, report, template, time.perf_counter() - t0, cached=True, path=cache_dir)
+
+    report = DataReport(strict=cfg.strict)
+    encoder = Encoder(tokenizer, template, cfg.mask, cfg.max_length)
+    convs = []
+    for src in sources:
+        convs.extend(read_conversations(src, report, default_format=cfg.format, system_prompt=cfg.system_prompt))
+    cols = encode_conversations(convs, encoder, report, progress)
+    report.kept = len(cols["input_ids"])
+    report.notes.extend(encoder.warnings())
+    features = datasets.Features(
+        {
+            "input_ids": datasets.Sequence(datasets.Value("int32")),
+            "labels": datasets.Sequence(datasets.Value("int32")),
+            "source": datasets.Value("string"),
+        }
+    )
+    ds = datasets.Dataset.from_dict(cols, features=features)
+    seconds = time.perf_counter() - t0
+    if use_cache:
+        _write_cache(ds, report, cache_dir)
+    return Prepared(ds, report, template, seconds, path=cache_dir if use_cache else None)
+
+
+def _write_cache(ds, report: DataReport, cache_dir: Path) -> None:
+    # Written to a temp folder and renamed: an interrupted write is never mistaken for a cache hit.
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir.parent))
+    try:
+        ds.save_to_disk(str(tmp / "dataset"))
+        report.save(tmp / "report.json")
+        if cache_dir.exists():
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        os.replace(tmp, cache_dir)
+    except OSError as e:  # a full disk or a read-only cache must not fail the run
+        log.warning("could not cache the prepared dataset in %s: %s", cache_dir, e)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_prepared(prep: Prepared, output_dir: str | Path) -> Path:
+    """Write the dataset (``datasets.load_from_disk(DIR)``), the report and the template to ``output_dir``."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prep.dataset.save_to_disk(str(out))  # refuses nothing: DIR holds the dataset files at its root
+    prep.report.save(out / "data_report.json")
+    (out / "chat_template.jinja").write_text(prep.template, encoding="utf-8")
+    return out

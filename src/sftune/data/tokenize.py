@@ -1,0 +1,240 @@
+"""Conversations -> ``input_ids`` + ``labels``: the loss mask, exact for any chat template.
+
+How the trained spans are found, without ``{% generation %}`` markers and without searching
+for marker strings in the token stream (which breaks when a tokenizer merges a marker with
+its neighbours, or when a user message itself contains ``<|im_start|>assistant``):
+
+1. Render the whole conversation once: ``full``.
+2. For each assistant turn ``i`` the policy trains, render ``messages[:i]`` with the
+   generation prompt (``prefix``) and ``messages[:i+1]`` without it (``upto``). The template
+   is a function of the messages, so ``prefix`` and ``upto`` must be prefixes of ``full``; the
+   answer occupies the characters ``[len(prefix), len(upto))`` of ``full``, end-of-turn token
+   included. Trailing whitespace the template writes *after* the end-of-turn token (ChatML's
+   ``"\\n"``) is not trained: generation stops before it.
+3. Tokenize ``full`` once with offsets; a token is trained when it *starts* inside a span.
+   A token that straddles the start of a span contains prompt text, so it is not trained.
+
+This holds for templates that inject a default system prompt, trim or rewrite content, and
+multi-turn conversations, because only rendered text is compared. A template that rewrites
+earlier turns when later ones are added (so step 2's prefix property fails) is reported with
+the fix rather than masked wrongly.
+
+>>> # ChatML, "Hi" -> "Hello!": trained tokens are "Hello", "!" and "<|im_end|>"; the "\\n"
+>>> # after <|im_end|> and the whole prompt get label -100.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .conversation import Conversation
+from .report import DataError, DataReport
+from .templates import TemplateError, render
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # what torch.nn.CrossEntropyLoss ignores by default
+
+
+@dataclass
+class EncodeStats:
+    truncated: int = 0
+    spans: int = 0
+    spans_without_end_token: int = 0
+    straddling_tokens: int = 0
+    end_token_examples: set = field(default_factory=set)
+
+
+class Encoder:
+    """Turns conversations into ``{"input_ids", "labels"}`` under one template and mask policy.
+
+    ``mask``: ``assistant`` (every assistant turn), ``last`` (the last assistant turn only),
+    ``completion`` (the messages a reader flagged as the completion; every assistant turn when
+    none is flagged), ``all`` (every token, template included). ``text`` conversations are
+    trained on every token; ``completion`` conversations (raw prompt + completion strings) on the
+    completion, whatever the policy but ``all``.
+    """
+
+    def __init__(self, tokenizer, template: str, mask: str = "assistant", max_length: int = 2048):
+        if not getattr(tokenizer, "is_fast", False):
+            raise TemplateError(
+                f"{type(tokenizer).__name__} is a slow tokenizer: exact loss masks need character offsets, "
+                "which only fast (Rust) tokenizers give. Load it with use_fast=True or convert it."
+            )
+        if mask not in ("assistant", "last", "completion", "all"):
+            raise ValueError(f"unknown mask policy {mask!r}; use assistant, last, completion or all")
+        self.tokenizer = tokenizer
+        self.template = template
+        self.mask = mask
+        self.max_length = max_length
+        self.stats = EncodeStats()
+        # Tokens that may legitimately end an assistant turn: EOS and the other special tokens
+        # (<|im_end|>, <|eot_id|>, <end_of_turn>, ...).
+        self.end_ids = set(tokenizer.all_special_ids)
+        if tokenizer.eos_token_id is not None:
+            self.end_ids.add(tokenizer.eos_token_id)
+
+    # ---- step 1 and 2: text and character spans ---------------------------------------------
+    def _chat_spans(self, conv: Conversation) -> tuple[str, list[tuple[int, int]]]:
+        msgs = [{"role": m.role, "content": m.content} for m in conv.messages]
+        full = render(self.tokenizer, self.template, msgs)
+        if self.mask == "all":
+            return full, [(0, len(full))]
+        assistant = [i for i, m in enumerate(conv.messages) if m.role == "assistant"]
+        if self.mask == "last":
+            chosen = assistant[-1:]
+        else:
+            flagged = [i for i in assistant if conv.messages[i].trainable is True]
+            chosen = flagged if (self.mask == "completion" and flagged) else assistant
+        chosen = [i for i in chosen if conv.messages[i].trainable is not False]
+        spans = []
+        for i in chosen:
+            prefix = render(self.tokenizer, self.template, msgs[:i], add_generation_prompt=True)
+            upto = render(self.tokenizer, self.template, msgs[: i + 1])
+            if not (upto.startswith(prefix) and full.startswith(upto)):
+                raise TemplateError(
+                    f"{conv.source or 'conversation'}: the chat template is not prefix-stable at message {i}: "
+                    "rendering the conversation so far (with the generation prompt) is not a prefix of rendering "
+                    "it in full, so the assistant's span cannot be located exactly (the template rewrites earlier "
+                    "turns). Use --mask last, or a template whose turns do not change when later ones are added."
+                )
+            start, end = len(prefix), len(upto)
+            end = start + len(full[start:end].rstrip())
+            if end > start:
+                spans.append((start, end))
+        return full, spans
+
+    def text_and_spans(self, conv: Conversation) -> tuple[str, list[tuple[int, int]], bool]:
+        """Return (text, trained character spans, whether to add special tokens/append EOS)."""
+        if conv.kind == "chat":
+            text, spans = self._chat_spans(conv)
+            return text, spans, False
+        if conv.kind == "completion":
+            prompt, completion = conv.messages[0].content, conv.messages[1].content
+            text = prompt + completion
+            return text, [(0 if self.mask == "all" else len(prompt), len(text))], True
+        text = conv.messages[0].content
+        return text, [(0, len(text))], True
+
+    # ---- step 3: tokens and labels ----------------------------------------------------------
+    def _labels(self, ids: list[int], offsets, spans, raw: bool) -> tuple[list[int], list[int]]:
+        ids = list(ids)
+        starts = np.fromiter((o[0] for o in offsets), dtype=np.int64, count=len(offsets))
+        ends = np.fromiter((o[1] for o in offsets), dtype=np.int64, count=len(offsets))
+        trained = np.zeros(len(ids), dtype=bool)
+        for s, e in spans:
+            inside = (starts >= s) & (starts < e) & (ends > starts)
+            trained |= inside
+            self.stats.straddling_tokens += int(np.count_nonzero((starts < s) & (ends > s)))
+            if inside.any():
+                self.stats.spans += 1
+                last = int(np.flatnonzero(inside)[-1])
+                if raw or self.mask == "all":
+                    continue
+                if ids[last] not in self.end_ids:
+                    self.stats.spans_without_end_token += 1
+                elif len(self.stats.end_token_examples) < 3:
+                    self.stats.end_token_examples.add(self.tokenizer.convert_ids_to_tokens(ids[last]))
+        if raw and spans and self.tokenizer.eos_token_id is not None and (not ids or ids[-1] != self.tokenizer.eos_token_id):
+            # Raw text and completions end with EOS so the model learns to stop there too.
+            ids.append(self.tokenizer.eos_token_id)
+            trained = np.append(trained, True)
+        labels = np.where(trained, np.asarray(ids, dtype=np.int64), IGNORE_INDEX).tolist()
+        return ids, labels
+
+    def encode(self, conv: Conversation) -> dict:
+        """Encode one conversation. Raises :class:`DataError` when nothing is left to train."""
+        return self.encode_many([conv], DataReport(strict=True))[0]
+
+    def encode_many(self, convs: list[Conversation], report: DataReport) -> list[dict]:
+        """Encode conversations in order; rows with nothing to train are dropped via ``report``.
+
+        Returns one dict per kept row: ``input_ids``, ``labels``, ``source`` ("file:line").
+        Tokenization is batched (one call into the Rust tokenizer per kind) for speed.
+        """
+        rendered = []
+        for conv in convs:
+            try:
+                rendered.append((conv, *self.text_and_spans(conv)))
+            except TemplateError:
+                raise
+            except Exception as e:  # a template raising on this row (e.g. raise_exception on roles)
+                report.drop("chat template failed", conv.source, detail=str(e))
+        out: list[dict | None] = [None] * len(rendered)
+        for raw in (False, True):
+            idx = [k for k, r in enumerate(rendered) if r[3] == raw]
+            if not idx:
+                continue
+            enc = self.tokenizer(
+                [rendered[k][1] for k in idx], add_special_tokens=raw, return_offsets_mapping=True, verbose=False
+            )
+            for j, k in enumerate(idx):
+                ids, labels = self._labels(enc["input_ids"][j], enc["offset_mapping"][j], rendered[k][2], raw)
+                out[k] = {"input_ids": ids, "labels": labels}
+        rows = []
+        for (conv, *_), row in zip(rendered, out):
+            src = str(conv.source) if conv.source else ""
+            if not any(l != IGNORE_INDEX for l in row["labels"]):
+                report.handle(DataError("no trainable tokens", conv.source))
+                continue
+            if len(row["input_ids"]) > self.max_length:
+                row = truncate(row, self.max_length)
+                self.stats.truncated += 1
+            row["source"] = src
+            rows.append(row)
+        return rows
+
+    def warnings(self) -> list[str]:
+        """Human-readable problems seen while encoding (also put into the data report)."""
+        w = []
+        if self.stats.spans_without_end_token:
+            w.append(
+                f"{self.stats.spans_without_end_token} of {self.stats.spans} assistant turns do not end with a special "
+                "end-of-turn token in this template, so the model may not learn to stop; use a template that closes "
+                "turns with EOS or a special token (e.g. --template chatml)."
+            )
+        if self.stats.truncated:
+            w.append(f"{self.stats.truncated} samples were longer than max_length={self.max_length} and were truncated.")
+        if self.stats.straddling_tokens:
+            w.append(
+                f"{self.stats.straddling_tokens} tokens straddle a prompt/answer boundary (the tokenizer merged prompt "
+                "and answer text); they are not trained."
+            )
+        return w
+
+
+def truncate(row: dict, max_length: int) -> dict:
+    """Shorten a row to ``max_length`` without ever emptying its trained part.
+
+    Policy, in order:
+
+    1. If some trained span ends within ``max_length``, cut right after the last such span:
+       whole answers are kept, none is cut mid-way.
+    2. Otherwise the first answer does not fit with its prompt: trim the prompt from the
+       left (keeping the context closest to the answer) and keep the answer's head, giving
+       the answer at least half of ``max_length`` (or all of it, if shorter).
+
+    >>> r = {"input_ids": list(range(10)), "labels": [-100] * 4 + [4, 5] + [-100] * 2 + [8, 9]}
+    >>> truncate(r, 8)["labels"]
+    [-100, -100, -100, -100, 4, 5]
+    >>> r = {"input_ids": list(range(12)), "labels": [-100] * 8 + [8, 9, 10, 11]}
+    >>> truncate(r, 8)
+    {'input_ids': [4, 5, 6, 7, 8, 9, 10, 11], 'labels': [-100, -100, -100, -100, 8, 9, 10, 11]}
+    """
+    ids, labels = row["input_ids"], row["labels"]
+    trained = np.asarray(labels) != IGNORE_INDEX
+    # Runs of trained positions: [start, end) pairs.
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], trained.astype(np.int8), [0]])))
+    runs = list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+    fitting = [e for _, e in runs if e <= max_length]
+    if fitting:
+        cut = max(fitting)
+        return {**row, "input_ids": ids[:cut], "labels": labels[:cut]}
+    s0, e0 = runs[0]
+    answer = min(e0 - s0, max(max_length - s0, max_length // 2))
+    prompt = max_length - answer
+    lo, hi = s0 - prompt, s0 + answer
+    return {**row, "input_ids": ids[lo:hi], "labels": labels[lo:hi]}
