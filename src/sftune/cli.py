@@ -8,6 +8,7 @@ win over the file).
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -99,8 +100,21 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+COMMAND_MODULES = ["sftune.infer.commands", "sftune.evaluate.commands", "sftune.curate.commands"]
+
+TRAIN_KEYS = [n for n in SFTConfig.model_fields if n != "training_args"]
+
+
+def cmd_train(args) -> int:
+    from .train.run import train
+
+    cfg = config_from_args(args, TRAIN_KEYS, args.config_file or args.config)
+    train(cfg, progress=not args.no_progress, compare=not args.no_compare)
+    return 0
+
+
 def _data_parser(sub, name: str, help_: str, description: str) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help_, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(name, help=help_, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file with the same keys as the flags")
     add_config_args(p, DATA_KEYS)
     p.add_argument("--no-cache", action="store_true", help="re-read and re-tokenize even if a cached copy exists")
@@ -133,6 +147,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--index", type=int, default=0, help="which prepared row to show")
     sp.add_argument("--png", default="sftune-mask.png", metavar="FILE", help="where to write the mask picture")
     sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser(
+        "train", help="fine-tune a model (full, LoRA, QLoRA, other PEFT methods, selective)",
+        description="Fine-tune a causal LM with transformers.Trainer. With no arguments: LoRA on the bundled "
+        "SmolLM2-135M-Instruct with the bundled identity + general data, then the answers to a few questions "
+        "before and after. Every flag is also a key of the YAML config (flags win).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sp.add_argument("config_file", nargs="?", metavar="CONFIG.yaml", help="YAML config with the keys below")
+    sp.add_argument("--config", help=argparse.SUPPRESS)
+    add_config_args(sp, TRAIN_KEYS)
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    sp.add_argument("--no-compare", action="store_true", help="skip the before/after answers")
+    sp.set_defaults(func=cmd_train)
+
+    # Commands that live beside the library code they drive (chat/generate/eval/merge/serve, curate):
+    # each module has ``register(subparsers)`` and stays importable without heavy imports at top level.
+    for mod in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+            continue
+        module.register(sub)
     return p
 
 

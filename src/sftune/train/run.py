@@ -1,0 +1,253 @@
+"""``sftune train``: config -> data -> model -> ``transformers.Trainer`` -> a self-describing output folder.
+
+The Trainer does the loop, mixed precision, checkpoints and distribution (DDP/DeepSpeed/FSDP
+through ``accelerate``); this module only wires it up and writes what a person needs at the
+end: the model, the tokenizer with the chat template used, the config, metrics, a loss curve
+and the answers to a few questions before and after training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from ..config import DataSource, SFTConfig, save_config
+
+log = logging.getLogger("sftune")
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+
+
+@dataclass
+class RunResult:
+    output_dir: Path
+    metrics: dict = field(default_factory=dict)
+    before: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    questions: list[str] = field(default_factory=list)
+
+
+def _world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def default_output_dir(cfg: SFTConfig) -> Path:
+    if cfg.output_dir:
+        return Path(cfg.output_dir)
+    if _world()[1] > 1:
+        raise ValueError("with several processes every rank must write to the same folder: pass --output-dir DIR")
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def bundled_config_defaults(cfg: SFTConfig) -> SFTConfig:
+    """With no data given, train on the bundled identity + general set (the out-of-the-box demo)."""
+    if cfg.data:
+        return cfg
+    cfg = cfg.model_copy()
+    cfg.data = [DataSource(path=str(RESOURCES / "identity.jsonl")), DataSource(path=str(RESOURCES / "general.jsonl"))]
+    return cfg
+
+
+def eval_questions(cfg: SFTConfig) -> list[str]:
+    if cfg.eval_questions is not None:
+        return list(cfg.eval_questions)
+    f = RESOURCES / "eval_questions.json"
+    if f.is_file():
+        q = json.loads(f.read_text(encoding="utf-8"))
+        return list(q.get("identity", [])) + list(q.get("general", []))
+    return ["Give me a 1-sentence introduction of LLM.", "Calculate 1+1-1", "What's the difference between thread and process?"]
+
+
+def load_datasets(cfg: SFTConfig, tokenizer):
+    """Prepare every source (cached), mix them, and split off held-out rows. Returns (train, eval, info)."""
+    from ..data.prepare import prepare
+    from .mixing import mix
+
+    preps = [prepare(cfg, tokenizer, [src]) for src in cfg.data]
+    info = {"sources": [], "prepare_seconds": round(sum(p.seconds for p in preps), 2)}
+    for src, p in zip(cfg.data, preps):
+        log.info("data %s: %s%s", src.path, p.report.summary().splitlines()[0], " (cached)" if p.cached else "")
+        for note in p.report.notes:
+            log.warning("  %s", note)
+        info["sources"].append({"path": src.path, **p.report.to_dict(), "cached": p.cached})
+    if len(preps) == 1:
+        train = preps[0].dataset  # the Trainer's sampler shuffles, seeded
+        info["mixture"] = None
+    else:
+        train, info["mixture"] = mix([p.dataset for p in preps], [s.weight for s in cfg.data], [s.share for s in cfg.data], seed=cfg.seed)
+    evald = None
+    if cfg.eval_data:
+        evald = prepare(cfg, tokenizer, list(cfg.eval_data)).dataset
+    elif cfg.eval_split > 0:
+        split = train.train_test_split(test_size=cfg.eval_split, seed=cfg.seed)
+        train, evald = split["train"], split["test"]
+    return train.remove_columns([c for c in ("source",) if c in train.column_names]), (
+        evald.remove_columns([c for c in ("source",) if c in evald.column_names]) if evald is not None else None
+    ), info
+
+
+def training_arguments(cfg: SFTConfig, out: Path, precision_args: dict, has_eval: bool):
+    from transformers import TrainingArguments
+
+    kw = dict(
+        output_dir=str(out),
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        eval_strategy=("steps" if cfg.eval_steps else "no") if has_eval else "no",
+        eval_steps=cfg.eval_steps,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        seed=cfg.seed,
+        report_to=[r for r in cfg.report_to if r != "none"],
+        neftune_noise_alpha=cfg.neftune_alpha,
+        include_num_input_tokens_seen="non_padding",
+        remove_unused_columns=False,
+        disable_tqdm=True,  # sftune's own progress bar replaces the Trainer's
+        **precision_args,
+    )
+    kw.update(cfg.training_args)
+    return TrainingArguments(**kw)
+
+
+def ask(model, tokenizer, questions: list[str], max_new_tokens: int = 64) -> list[str]:
+    from ..infer.generate import generate_texts
+
+    convs = [[{"role": "user", "content": q}] for q in questions]
+    was_training = model.training
+    model.eval()
+    try:
+        res = generate_texts(model, tokenizer, convs, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=8)
+    finally:
+        model.train(was_training)
+    return [r[0]["text"].strip() for r in res]
+
+
+def side_by_side(questions, before, after) -> str:
+    lines = []
+    for q, b, a in zip(questions, before, after):
+        lines += [f"Q: {q}", f"  before: {b}", f"  after:  {a}", ""]
+    return "\n".join(lines)
+
+
+def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> RunResult:
+    """Fine-tune as configured and write the output folder. Returns where and what happened."""
+    import torch
+    from transformers.trainer_callback import PrinterCallback
+
+    from ..data.templates import install_template, resolve_template
+    from ..model.loading import load_model, load_tokenizer
+    from ..model.methods import apply_method, describe_parameters, qlora_load_kwargs
+    from .callbacks import CheckpointMarker, MetricsLog, ProgressBar, latest_complete_checkpoint
+    from .precision import choose_precision, training_args_for
+    from .trainer import SFTTrainer
+
+    t_start = time.perf_counter()
+    cfg = bundled_config_defaults(cfg)
+    rank, world = _world()
+    out = default_output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    precision, why = choose_precision(cfg.precision)
+    log.info("precision: %s (%s)", precision, why)
+
+    tokenizer = load_tokenizer(cfg.model, cache_dir=cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
+    install_template(tokenizer, resolve_template(cfg.template, tokenizer))
+    train_ds, eval_ds, data_info = load_datasets(cfg, tokenizer)
+    if len(train_ds) == 0:
+        raise ValueError("no training rows left after reading and filtering the data; see the report above")
+
+    load_kw = qlora_load_kwargs(cfg) if cfg.method == "qlora" else {}
+    model = load_model(
+        cfg.model, dtype=torch.float32, cache_dir=cfg.cache_dir, trust_remote_code=cfg.trust_remote_code,
+        custom_architecture=cfg.custom_architecture, attn_implementation=cfg.attn_implementation, **load_kw,
+    )
+    questions = eval_questions(cfg) if compare and rank == 0 else []
+    before = ask(model, tokenizer, questions) if questions and cfg.method in ("full", "selective") else []
+    model = apply_method(model, cfg)
+    log.info(describe_parameters(model))
+    if questions and not before:
+        with model.disable_adapter():  # the base model, without loading it twice
+            before = ask(model, tokenizer, questions)
+
+    args = training_arguments(cfg, out, training_args_for(precision), eval_ds is not None)
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+        callbacks=[ProgressBar(progress), MetricsLog(out), CheckpointMarker()],
+        packing=cfg.packing, group_by_length=cfg.group_by_length, max_length=cfg.max_length,
+    )
+    trainer.remove_callback(PrinterCallback)
+    resume = None
+    if cfg.resume:
+        resume = latest_complete_checkpoint(out) if cfg.resume == "latest" else Path(cfg.resume)
+        if resume is None:
+            log.warning("--resume latest: no complete checkpoint in %s; starting from scratch", out)
+        else:
+            log.info("resuming from %s", resume)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    metrics = dict(result.metrics)
+    if eval_ds is not None:
+        metrics.update(trainer.evaluate())
+
+    after = ask(trainer.model, tokenizer, questions) if questions else []
+    if rank == 0:
+        save_outputs(trainer, tokenizer, cfg, out, precision, why, metrics, data_info, questions, before, after)
+        if cfg.merge and cfg.method not in ("full", "selective"):
+            from ..infer.merge import merge_adapter
+
+            merge_adapter(out, out / "merged")
+    metrics["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    res = RunResult(out, metrics, before, after, questions)
+    if rank == 0:
+        print(summary(res, trainer))
+    return res
+
+
+def save_outputs(trainer, tokenizer, cfg, out: Path, precision, why, metrics, data_info, questions, before, after):
+    trainer.save_model(str(out))  # full weights or the adapter, as safetensors
+    tokenizer.save_pretrained(str(out))  # with the chat template used in training
+    model = trainer.model
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    gen = getattr(base, "generation_config", None)
+    if gen is not None and tokenizer.eos_token_id is not None:
+        gen.eos_token_id = tokenizer.eos_token_id
+        gen.pad_token_id = tokenizer.pad_token_id
+        gen.save_pretrained(str(out))
+    save_config(cfg, out / "sftune_config.yaml")
+    meta = {"precision": precision, "precision_reason": why, "data": data_info, "metrics": metrics}
+    (out / "run_info.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+    if questions:
+        rows = [{"question": q, "before": b, "after": a} for q, b, a in zip(questions, before, after)]
+        (out / "before_after.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False), encoding="utf-8")
+        md = ["| question | before | after |", "|---|---|---|"]
+        md += [f"| {r['question']} | {r['before']} | {r['after']} |".replace("\n", " ") for r in rows]
+        (out / "before_after.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+
+
+def summary(res: RunResult, trainer) -> str:
+    m = res.metrics
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    lines = ["", "=" * 72, "sftune: training finished"]
+    lines.append(f"  time        {m.get('wall_seconds', 0):.0f} s (training {m.get('train_runtime', 0):.0f} s)")
+    lines.append(f"  tokens      {trainer.state.num_input_tokens_seen:,} seen, {trainer.state.global_step} optimizer steps")
+    if losses:
+        lines.append(f"  loss        first {losses[0]:.4f} -> final {losses[-1]:.4f}")
+    if "eval_loss" in m:
+        lines.append(f"  held-out    loss {m['eval_loss']:.4f}")
+    lines.append(f"  written to  {res.output_dir}/ (model, tokenizer + chat template, sftune_config.yaml, metrics.jsonl, loss_curve.png)")
+    if res.questions:
+        lines += ["", "before / after, greedy, same questions:", side_by_side(res.questions, res.before, res.after)]
+    lines.append("=" * 72)
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""End-to-end training on tiny random models: outputs, methods, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sftune.config import SFTConfig
+from sftune.train.callbacks import COMPLETE_MARKER, latest_complete_checkpoint
+
+ROWS = [
+    {"messages": [{"role": "user", "content": f"What is {a} plus {b}?"}, {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}]}
+    for a in range(6) for b in range(4)
+]
+
+
+@pytest.fixture()
+def data_file(tmp_path) -> Path:
+    f = tmp_path / "train.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n")
+    return f
+
+
+def _cfg(model_dir, data_file, out, **kw) -> SFTConfig:
+    base = dict(
+        model=str(model_dir), data=[str(data_file)], output_dir=str(out), max_steps=4, per_device_train_batch_size=4,
+        learning_rate=1e-2, logging_steps=1, save_steps=100, report_to=["none"], precision="fp32",
+        eval_questions=["What is 2 plus 2?"], cache_dir=str(out.parent / "cache"), warmup_ratio=0.0,
+    )
+    base.update(kw)
+    return SFTConfig(**base)
+
+
+def test_full_finetune_writes_a_plain_transformers_folder(tiny_model_dir, data_file, tmp_path):
+    from sftune.train.run import train
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "run"
+    res = train(_cfg(tiny_model_dir, data_file, out, method="full"), progress=False)
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "sftune_config.yaml", "metrics.jsonl", "loss_curve.png", "run_info.json", "before_after.json"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("*.bin"))
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.chat_template and "<|im_start|>" in tok.chat_template
+    model = AutoModelForCausalLM.from_pretrained(out)
+    before = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    changed = [n for (n, p), (_, q) in zip(model.named_parameters(), before.named_parameters()) if not torch.equal(p, q)]
+    assert changed, "full fine-tuning changed no weights"
+    assert res.metrics["train_loss"] > 0 and len(res.after) == 1
+    losses = [json.loads(l)["loss"] for l in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
+    assert len(losses) == 4
+
+
+def test_lora_writes_adapter_loadable_with_peft(tiny_model_dir, data_file, tmp_path):
+    from peft import AutoPeftModelForCausalLM
+    from sftune.train.run import train
+
+    out = tmp_path / "run"
+    train(_cfg(tiny_model_dir, data_file, out, method="lora", lora_r=4), progress=False)
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    model = AutoPeftModelForCausalLM.from_pretrained(out)
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # B starts at zero: training moved it
+
+
+def test_latest_complete_checkpoint_skips_incomplete(tmp_path):
+    for step, done in ((2, True), (4, True), (6, False)):
+        d = tmp_path / f"checkpoint-{step}"
+        d.mkdir()
+        if done:
+            (d / COMPLETE_MARKER).write_text("{}")
+    assert latest_complete_checkpoint(tmp_path).name == "checkpoint-4"
+    assert latest_complete_checkpoint(tmp_path / "missing") is None
+
+
+RUNNER = """
+import sys, time
+from transformers import TrainerCallback
+from sftune.config import load_config
+from sftune.train import run
+cfg = load_config(sys.argv[1])
+slow = sys.argv[2] == "slow"
+class Slow(TrainerCallback):
+    def on_step_end(self, args, state, control, **kw):
+        if slow and state.global_step >= 4:
+            time.sleep(5)  # give the parent time to SIGKILL us after checkpoint-4 is complete
+orig = run.SFTTrainer if hasattr(run, "SFTTrainer") else None
+import sftune.train.trainer as T
+class Patched(T.SFTTrainer):
+    def __init__(self, *a, callbacks=None, **k):
+        super().__init__(*a, callbacks=(callbacks or []) + [Slow()], **k)
+T.SFTTrainer = Patched
+run.train(cfg, progress=False, compare=False)
+"""
+
+
+def _write_cfg(cfg: SFTConfig, path: Path) -> Path:
+    from sftune.config import save_config
+
+    save_config(cfg, path)
+    return path
+
+
+def _final_loss(out: Path) -> float:
+    return json.loads((out / "run_info.json").read_text())["metrics"]["train_loss"]
+
+
+def _last_logged_loss(out: Path) -> float:
+    entries = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    return [e for e in entries if "loss" in e][-1]["loss"]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_uninterrupted(tiny_model_dir, data_file, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    runner = tmp_path / "runner.py"
+    runner.write_text(RUNNER)
+    common = dict(method="lora", lora_r=4, max_steps=8, save_steps=2, save_total_limit=3, lora_dropout=0.1)
+
+    ref_out = tmp_path / "ref"
+    ref_cfg = _write_cfg(_cfg(tiny_model_dir, data_file, ref_out, **common), tmp_path / "ref.yaml")
+    subprocess.run([sys.executable, str(runner), str(ref_cfg), "fast"], check=True, env=env, timeout=300)
+
+    out = tmp_path / "killed"
+    cfg_path = _write_cfg(_cfg(tiny_model_dir, data_file, out, **common), tmp_path / "k.yaml")
+    proc = subprocess.Popen([sys.executable, str(runner), str(cfg_path), "slow"], env=env)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (out / "checkpoint-4" / COMPLETE_MARKER).is_file():
+        time.sleep(0.2)
+    assert (out / "checkpoint-4" / COMPLETE_MARKER).is_file()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (out / "run_info.json").exists()
+    # a checkpoint that was being written when the process died: no marker, must be ignored
+    (out / "checkpoint-6").mkdir(exist_ok=True)
+    (out / "checkpoint-6" / "trainer_state.json").write_text("{partial")
+
+    resumed = _cfg(tiny_model_dir, data_file, out, resume="latest", **common)
+    _write_cfg(resumed, cfg_path)
+    subprocess.run([sys.executable, str(runner), str(cfg_path), "fast"], check=True, env=env, timeout=300)
+    # Same data order, RNG state (LoRA dropout) and schedule: float32 on one CPU thread layout,
+    # so the last logged losses agree to float rounding of the restored state.
+    assert _last_logged_loss(out) == pytest.approx(_last_logged_loss(ref_out), rel=1e-4, abs=1e-5)
