@@ -226,7 +226,10 @@ def save_outputs(trainer, tokenizer, cfg, out: Path, precision, why, metrics, da
         gen.pad_token_id = tokenizer.pad_token_id
         gen.save_pretrained(str(out))
     save_config(cfg, out / "sftune_config.yaml")
-    meta = {"precision": precision, "precision_reason": why, "data": data_info, "metrics": metrics}
+    meta = {
+        "precision": precision, "precision_reason": why, "world_size": trainer.args.world_size,
+        "data": data_info, "metrics": metrics,
+    }
     (out / "run_info.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
     if questions:
         rows = [{"question": q, "before": b, "after": a} for q, b, a in zip(questions, before, after)]
