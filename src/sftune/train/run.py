@@ -207,7 +207,7 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
         if cfg.merge and cfg.method not in ("full", "selective"):
             from ..infer.merge import merge_adapter
 
-            merge_adapter(out, out / "merged")
+            merge_adapter(out, out / "merged", dtype=saved_dtype(cfg))
     metrics["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     res = RunResult(out, metrics, before, after, questions)
     if rank == 0:
@@ -215,7 +215,36 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
     return res
 
 
+def saved_dtype(cfg: SFTConfig):
+    """The dtype full weights are written in: --save-dtype, else the base model's own ``dtype``.
+
+    Training keeps float32 master weights whatever the compute precision; a bf16 base saved back
+    as float32 would double its size and surprise its users.
+    """
+    import torch
+
+    from ..model.loading import adapter_base, is_adapter_dir, resolve_model
+
+    name = cfg.save_dtype
+    if name is None:
+        path = Path(resolve_model(cfg.model, cfg.cache_dir))
+        if is_adapter_dir(path):
+            path = Path(adapter_base(path, cfg.cache_dir))
+        conf = path / "config.json"
+        if conf.is_file():
+            c = json.loads(conf.read_text())
+            name = c.get("dtype") or c.get("torch_dtype")
+    dtype = getattr(torch, str(name).replace("torch.", ""), None) if name else None
+    if name and not isinstance(dtype, torch.dtype):
+        raise ValueError(f"save_dtype: unknown dtype {name!r} (use float32, bfloat16 or float16)")
+    return dtype
+
+
 def save_outputs(trainer, tokenizer, cfg, out: Path, precision, why, metrics, data_info, questions, before, after):
+    if cfg.method in ("full", "selective"):
+        dtype = saved_dtype(cfg)
+        if dtype is not None and dtype != next(trainer.model.parameters()).dtype:
+            trainer.model.to(dtype)  # training is over; only the saved copy's dtype changes meaning
     trainer.save_model(str(out))  # full weights or the adapter, as safetensors
     tokenizer.save_pretrained(str(out))  # with the chat template used in training
     model = trainer.model
@@ -226,7 +255,10 @@ def save_outputs(trainer, tokenizer, cfg, out: Path, precision, why, metrics, da
         gen.pad_token_id = tokenizer.pad_token_id
         gen.save_pretrained(str(out))
     save_config(cfg, out / "sftune_config.yaml")
-    meta = {"precision": precision, "precision_reason": why, "data": data_info, "metrics": metrics}
+    meta = {
+        "precision": precision, "precision_reason": why, "world_size": trainer.args.world_size,
+        "data": data_info, "metrics": metrics,
+    }
     (out / "run_info.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
     if questions:
         rows = [{"question": q, "before": b, "after": a} for q, b, a in zip(questions, before, after)]

@@ -1,0 +1,44 @@
+"""The CLI is generated from the schema: every field is a flag with its docstring as help."""
+
+from __future__ import annotations
+
+import pytest
+
+from sftune.cli import build_parser, main
+from sftune.config import SFTConfig
+
+
+def test_train_help_lists_every_field(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in SFTConfig.model_fields:
+        if name != "training_args":
+            assert "--" + name.replace("_", "-") in out, name
+    assert "Peak learning rate" in out
+
+
+def test_flags_become_config(tmp_path):
+    from sftune.cli import TRAIN_KEYS, config_from_args
+
+    f = tmp_path / "c.yaml"
+    f.write_text("learning_rate: 0.001\nmethod: full\n")
+    args = build_parser().parse_args(["train", str(f), "--learning-rate", "3e-4", "--data", "a.jsonl,share=0.2", "--data", "b.jsonl",
+                                      "--target-modules", "q_proj", "v_proj", "--no-compare"])
+    cfg = config_from_args(args, TRAIN_KEYS, args.config_file)
+    assert cfg.learning_rate == 3e-4 and cfg.method == "full"  # flag wins, file fills the rest
+    assert [(d.path, d.share) for d in cfg.data] == [("a.jsonl", 0.2), ("b.jsonl", None)]
+    assert cfg.target_modules == ["q_proj", "v_proj"]
+
+
+def test_config_typo_exits_2_with_suggestion(tmp_path, capsys):
+    f = tmp_path / "c.yaml"
+    f.write_text("num_train_epoch: 2\n")
+    assert main(["train", str(f)]) == 2
+    assert "Did you mean 'num_train_epochs'" in capsys.readouterr().err
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 0
+    assert "sftune" in capsys.readouterr().out
