@@ -1,0 +1,177 @@
+"""``sftune curate best-of-k``: rejection sampling. K sampled answers per prompt, the best one kept.
+
+Candidates come from :func:`sftune.infer.generate.generate_texts` with
+``num_return_sequences=K`` and sampling, seeded per prompt (``seed + input row``), so a prompt's
+candidates do not depend on which other prompts are in the run or on resuming.
+
+The score is either
+
+- a user callable ``module:function(prompt_messages, answer) -> float`` (``prompt_messages`` is a
+  list of ``{"role", "content"}`` dicts; for raw prompt/completion rows one ``{"role": "prompt"}``
+  message), or
+- a sequence-classification reward model (``AutoModelForSequenceClassification`` and its
+  tokenizer): the prompt and answer are rendered with the reward model's chat template when it has
+  one; the score is the logit for a single-label head, else the logit of ``reward_label``.
+
+The best candidate wins; ties go to the lowest candidate index (:func:`best_index`). With
+``keep_scores`` every candidate and its score is stored in ``meta.candidates``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..config import ConfigError
+from ..data.conversation import Conversation
+from .distill import answered, generation_input, pending_prompts
+from .io import CurateReport
+from .resumable import ResumableOutput
+
+
+def best_index(scores: list[float]) -> int:
+    """The highest score; ties go to the lowest index, NaN counts as lowest.
+
+    >>> best_index([1.0, 3.0, 3.0, 2.0]), best_index([float("nan"), 0.5])
+    (1, 1)
+    """
+    key = [(-math.inf if s is None or math.isnan(s) else s) for s in scores]
+    return max(range(len(key)), key=lambda j: (key[j], -j))
+
+
+@dataclass
+class BestOfKOptions:
+    k: int = 4
+    temperature: float = 0.8
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 512
+    seed: int = 0
+    keep_scores: bool = False
+    """Store every candidate with its score and finish_reason in meta.candidates."""
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ConfigError(f"-k must be at least 1, got {self.k}")
+        if self.k > 1 and self.temperature <= 0:
+            raise ConfigError("best-of-k needs sampling: with --temperature 0 all K candidates are the same. Use e.g. --temperature 0.8")
+
+
+class RewardModel:
+    """A sequence-classification reward model scoring (prompt, answer) pairs."""
+
+    def __init__(self, name: str, *, device: str | None = None, label: int | None = None, batch_size: int = 8,
+                 max_length: int = 2048, trust_remote_code: bool = False):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        try:
+            self.tok = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+            self.model = AutoModelForSequenceClassification.from_pretrained(name, trust_remote_code=trust_remote_code)
+        except OSError as e:
+            raise ConfigError(
+                f"--reward-model {name}: cannot load a sequence-classification model and tokenizer from it ({e}). "
+                "Give a local folder holding both (or a hub name when online)"
+            ) from e
+        if self.tok.pad_token_id is None:  # batching needs padding; the last real token is found via the pad id
+            self.tok.pad_token = self.tok.eos_token
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tok.pad_token_id
+        n = self.model.config.num_labels
+        if label is None:
+            label = 0 if n == 1 else n - 1
+        if not 0 <= label < n:
+            raise ConfigError(f"--reward-label {label}: the reward model has {n} labels (0..{n - 1})")
+        self.label, self.batch_size, self.max_length, self.name = label, batch_size, max_length, name
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+
+    def text(self, prompt: list[dict], answer: str) -> str:
+        msgs = [m for m in prompt] + [{"role": "assistant", "content": answer}]
+        if getattr(self.tok, "chat_template", None) and all(m["role"] in ("system", "user", "assistant") for m in prompt):
+            return self.tok.apply_chat_template(msgs, tokenize=False)
+        return "\n\n".join(m["content"] for m in msgs)
+
+    def __call__(self, prompt: list[dict], answers: list[str]) -> list[float]:
+        import torch
+
+        scores: list[float] = []
+        for s in range(0, len(answers), self.batch_size):
+            texts = [self.text(prompt, a) for a in answers[s : s + self.batch_size]]
+            enc = self.tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length).to(self.device)
+            with torch.no_grad():
+                logits = self.model(**enc).logits  # (batch, num_labels)
+            scores.extend(logits[:, self.label].float().tolist())
+        return scores
+
+
+def callable_scorer(fn: Callable, spec: str) -> Callable[[list[dict], list[str]], list[float]]:
+    def score(prompt: list[dict], answers: list[str]) -> list[float]:
+        out = []
+        for a in answers:
+            try:
+                v = fn(prompt, a)
+                out.append(float(v))
+            except Exception as e:
+                raise ConfigError(
+                    f"--reward {spec} failed on an answer: {type(e).__name__}: {e}. It is called as "
+                    "fn(prompt_messages: list[dict], answer: str) and must return a number"
+                ) from e
+        return out
+
+    return score
+
+
+def best_of_k(
+    convs: list[Conversation],
+    model,
+    tokenizer,
+    scorer: Callable[[list[dict], list[str]], list[float]],
+    output: str | Path,
+    report: CurateReport,
+    opts: BestOfKOptions | None = None,
+    *,
+    policy: str = "model",
+    reward: str = "reward",
+    progress: bool = True,
+) -> int:
+    """Generate K candidates per prompt, keep the best-scored one; appends to ``output`` (resumable)."""
+    from tqdm.auto import tqdm
+
+    from ..infer.generate import generate_texts
+    from .distill import _note_resume
+
+    opts = opts or BestOfKOptions()
+    report.seen(len(convs))
+    prompts, shas = pending_prompts(convs, report)
+    written = 0
+    with ResumableOutput(output, shas) as out:
+        todo = [i for i in prompts if i not in out.done]
+        _note_resume(report, out, len(prompts) - len(todo))
+        for i in tqdm(todo, desc=f"best-of-{opts.k}", unit="prompt", disable=not progress):
+            (cands,) = generate_texts(
+                model, tokenizer, [generation_input(convs[i], prompts[i])], max_new_tokens=opts.max_new_tokens,
+                temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k, num_return_sequences=opts.k,
+                batch_size=1, seed=opts.seed + i,
+            )
+            prompt_dicts = [{"role": m.role, "content": m.content} for m in prompts[i]]
+            scores = scorer(prompt_dicts, [c["text"] for c in cands])
+            b = best_index(scores)
+            meta = {
+                "policy": policy, "reward": reward, "k": opts.k, "score": scores[b], "candidate": b,
+                "finish_reason": cands[b]["finish_reason"], "input_row": i, "prompt_sha": shas[i],
+            }
+            if convs[i].source is not None:
+                meta["source"] = str(convs[i].source)
+            if opts.keep_scores:
+                meta["candidates"] = [
+                    {"text": c["text"], "score": s, "finish_reason": c["finish_reason"]} for c, s in zip(cands, scores)
+                ]
+            out.write({**answered(convs[i], prompts[i], cands[b]["text"]).to_dict(), "meta": meta})
+            out.flush()
+            written += 1
+        report.keep(out.previous_rows + written)
+    report.details.update({"policy": policy, "reward": reward, "options": vars(opts).copy(), "written_now": written})
+    return written

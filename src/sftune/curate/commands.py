@@ -1,0 +1,234 @@
+"""``sftune curate SUBCOMMAND``: the command-line layer over the curation library.
+
+Every subcommand reads ``--data`` (any supported format, repeatable), writes ``--output`` as
+canonical JSONL, never modifies an input, and prints and saves a report next to the output
+(``OUTPUT.report.json``). Each handler calls one library function that a notebook user can call
+too (``filter_conversations``, ``dedup_conversations``, ``decontaminate``, ``distill``,
+``best_of_k``, ``mix_conversations``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+READ_KEYS = ["data", "format", "strict", "system_prompt"]
+MODEL_KEYS = ["model", "cache_dir", "trust_remote_code"]
+
+EPILOG = """examples:
+  sftune curate filter --data raw.jsonl --output clean.jsonl --truncated --repetition 0.3 --max-tokens 2048
+  sftune curate dedup --data clean.jsonl --output dedup.jsonl --threshold 0.8
+  sftune curate decontaminate --data dedup.jsonl --eval test.jsonl --output decon.jsonl
+  sftune curate distill --data prompts.jsonl --model default --output distilled.jsonl
+  sftune curate best-of-k --data prompts.jsonl -k 4 --reward rewards.py:score --output best.jsonl
+  sftune curate mix --data a.jsonl,share=0.8 --data b.jsonl,share=0.2 --output mix.jsonl"""
+
+
+# ---- shared plumbing ------------------------------------------------------------------------
+def _common(p: argparse.ArgumentParser, keys: list[str]) -> None:
+    from ..cli import add_config_args
+
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML file with the same keys as the flags (data, format, model, ...)")
+    add_config_args(p, keys)
+    p.add_argument("--output", required=True, metavar="OUTPUT.jsonl", help="where to write the curated rows (never an input file)")
+
+
+def _setup(args, keys: list[str], name: str, extra_inputs: list[str] = (), require_answer: bool = True):
+    """Config, checked output path, report and the conversations read from --data."""
+    from ..cli import config_from_args
+    from ..config import ConfigError
+    from ..data.report import DataReport
+    from .io import CurateReport, check_output, read_sources
+
+    cfg = config_from_args(args, keys, args.config)
+    if not cfg.data:
+        raise ConfigError(f"sftune curate {name}: give the input with --data FILE (repeat it for several files)")
+    out = check_output(args.output, [s.path for s in cfg.data] + list(extra_inputs))
+    report = CurateReport(command=name, strict=cfg.strict)
+    reading = DataReport(strict=cfg.strict)
+    convs = read_sources(cfg.data, reading, require_answer=require_answer, default_format=cfg.format, system_prompt=cfg.system_prompt)
+    return cfg, out, report, reading, convs
+
+
+def _finish(report, reading, out: Path, kept=None) -> int:
+    """Write the rows (unless already written), merge the reading counts, print and save the report."""
+    from .io import save_report, write_conversations
+
+    if kept is not None:
+        write_conversations(kept, out)
+    # Rows the reader could not use were never handed to the step: count them as read and dropped.
+    report.rows_in += reading.n_dropped
+    for reason, n in reading.dropped.items():
+        report.dropped[reason] += n
+        report.examples[reason].extend(reading.examples.get(reason, [])[: 5 - len(report.examples[reason])])
+    report.notes.extend(reading.notes)
+    path = save_report(report, out)
+    print(report.summary())
+    print(f"wrote {report.kept} rows -> {out}\nreport: {path}")
+    return 0
+
+
+# ---- handlers -------------------------------------------------------------------------------
+def cmd_filter(args) -> int:
+    from .filters import FilterRules, filter_conversations
+
+    cfg, out, report, reading, convs = _setup(args, READ_KEYS + MODEL_KEYS + ["template"], "filter")
+    rules = FilterRules(
+        empty_answer=args.empty_answer, repeats_prompt=args.repeats_prompt or None, repetition=args.repetition,
+        repetition_ngram=args.repetition_ngram, lang=args.lang, min_lang_share=args.min_lang_share, truncated=args.truncated,
+        min_tokens=args.min_tokens, max_tokens=args.max_tokens, min_answer_tokens=args.min_answer_tokens,
+        max_answer_tokens=args.max_answer_tokens, predicate=args.predicate,
+    )
+    tok = None
+    if rules.needs_tokenizer:
+        from ..model.loading import load_tokenizer
+
+        tok = load_tokenizer(cfg.model, cfg.cache_dir, cfg.trust_remote_code)
+        report.details["tokenizer"] = cfg.model
+    kept = filter_conversations(convs, rules, report, tokenizer=tok, template=cfg.template)
+    return _finish(report, reading, out, kept)
+
+
+def cmd_dedup(args) -> int:
+    from .dedup import DedupOptions, dedup_conversations
+
+    _, out, report, reading, convs = _setup(args, READ_KEYS, "dedup")
+    opts = DedupOptions(
+        exact=not args.no_exact, near=not args.no_near, threshold=args.threshold, key=args.key, shingle=args.shingle,
+        ngram=args.ngram or (3 if args.shingle == "word" else 5), num_perm=args.num_perm, seed=args.seed,
+    )
+    kept = dedup_conversations(convs, opts, report)
+    return _finish(report, reading, out, kept)
+
+
+def cmd_decontaminate(args) -> int:
+    from ..cli import _parse_source
+    from ..config import DataSource
+    from ..data.report import DataReport
+    from .decontaminate import DecontamOptions, decontaminate
+    from .io import read_sources
+
+    evals = [DataSource(**_parse_source(s)) for s in args.eval]
+    cfg, out, report, reading, convs = _setup(args, READ_KEYS, "decontaminate", [s.path for s in evals])
+    eval_report = DataReport()
+    eval_convs = read_sources(evals, eval_report, require_answer=False, default_format=cfg.format)
+    report.details["eval_read"] = eval_report.to_dict()
+    opts = DecontamOptions(ngram=args.ngram, min_short=args.min_short, fields=args.fields)
+    kept = decontaminate(convs, eval_convs, report, opts)
+    return _finish(report, reading, out, kept)
+
+
+def _load_model(cfg):
+    from ..model.loading import load_for_inference
+
+    return load_for_inference(cfg.model, cache_dir=cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
+
+
+def cmd_distill(args) -> int:
+    from .distill import DistillOptions, distill
+
+    cfg, out, report, reading, convs = _setup(args, READ_KEYS + MODEL_KEYS, "distill", require_answer=False)
+    opts = DistillOptions(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, batch_size=args.batch_size,
+        seed=args.seed, keep_truncated=args.keep_truncated,
+    )
+    model, tok = _load_model(cfg)
+    distill(convs, model, tok, out, report, opts, teacher=cfg.model, progress=not args.no_progress)
+    return _finish(report, reading, out)
+
+
+def cmd_best_of_k(args) -> int:
+    from ..config import ConfigError
+    from .best_of_k import BestOfKOptions, RewardModel, best_of_k, callable_scorer
+    from .plugins import load_callable
+
+    if bool(args.reward) == bool(args.reward_model):
+        raise ConfigError("best-of-k: give exactly one of --reward MODULE:FUNCTION or --reward-model PATH")
+    opts = BestOfKOptions(
+        k=args.k, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, max_new_tokens=args.max_new_tokens,
+        seed=args.seed, keep_scores=args.keep_scores,
+    )
+    if args.reward:
+        scorer, reward = callable_scorer(load_callable(args.reward, "--reward"), args.reward), args.reward
+    cfg, out, report, reading, convs = _setup(args, READ_KEYS + MODEL_KEYS, "best-of-k", require_answer=False)
+    if args.reward_model:
+        scorer = RewardModel(args.reward_model, label=args.reward_label, trust_remote_code=cfg.trust_remote_code)
+        reward = args.reward_model
+    model, tok = _load_model(cfg)
+    best_of_k(convs, model, tok, scorer, out, report, opts, policy=cfg.model, reward=reward, progress=not args.no_progress)
+    return _finish(report, reading, out)
+
+
+# ---- parsers --------------------------------------------------------------------------------
+def register(sub) -> None:
+    """Add ``sftune curate`` and its subcommands to the CLI's subparsers."""
+    p = sub.add_parser(
+        "curate", help="filter, deduplicate, decontaminate, distil, best-of-K, mix datasets",
+        description="Make a training set better before training on it. Every subcommand reads any supported "
+        "format, writes canonical JSONL, never modifies its input, and saves OUTPUT.report.json with rows in, "
+        "rows out and rows removed per reason (with examples).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cs = p.add_subparsers(dest="curate_command", metavar="SUBCOMMAND", required=True)
+
+    s = cs.add_parser("filter", help="drop empty, parroted, repetitive, wrong-language, truncated, too long/short rows",
+                      description="Rules combine; a row is counted under the first rule it fails (in this order: "
+                      "empty_answer, repeats_prompt, repetition, lang, truncated, token bounds, predicate).")
+    _common(s, READ_KEYS + MODEL_KEYS + ["template"])
+    s.add_argument("--empty-answer", action=argparse.BooleanOptionalAction, default=True, help="drop rows with an empty/whitespace answer (default: on)")
+    s.add_argument("--repeats-prompt", type=float, default=0.9, metavar="SHARE",
+                   help="drop answers equal to the prompt, or with this share of their word 3-grams copied from it (default 0.9; 0 = off)")
+    s.add_argument("--repetition", type=float, metavar="SHARE", help="drop answers with at least this share of repeated word n-grams (e.g. 0.3)")
+    s.add_argument("--repetition-ngram", type=int, default=3, metavar="N", help="n for --repetition (default 3; CJK characters count as words)")
+    s.add_argument("--lang", metavar="LANG", help="required language/script of the answer: zh, ja, ko, en (latin), ru (cyrillic), ... or a script name")
+    s.add_argument("--min-lang-share", type=float, default=0.5, metavar="SHARE", help="share of answer letters (outside code blocks) in that script (default 0.5)")
+    s.add_argument("--truncated", action="store_true", help="drop answers cut off mid-sentence (no terminal punctuation, unclosed code block)")
+    for name, what in (("min-tokens", "fewer"), ("max-tokens", "more")):
+        s.add_argument(f"--{name}", type=int, metavar="N", help=f"drop rows with {what} tokens than N (whole conversation with the chat template, model's tokenizer)")
+    for name, what in (("min-answer-tokens", "fewer"), ("max-answer-tokens", "more")):
+        s.add_argument(f"--{name}", type=int, metavar="N", help=f"drop rows whose answer has {what} tokens than N")
+    s.add_argument("--predicate", metavar="MODULE:FUNCTION", help="your rule: called with the Conversation, returns True to keep (module name or path/to/file.py)")
+    s.set_defaults(func=cmd_filter)
+
+    s = cs.add_parser("dedup", help="remove exact and near duplicates (MinHash/LSH), keeping the first occurrence")
+    _common(s, READ_KEYS)
+    s.add_argument("--no-exact", action="store_true", help="skip exact-duplicate removal")
+    s.add_argument("--no-near", action="store_true", help="skip near-duplicate removal")
+    s.add_argument("--threshold", type=float, default=0.8, help="Jaccard similarity of shingle sets for near duplicates (default 0.8)")
+    s.add_argument("--key", choices=["conversation", "prompt", "answer"], default="conversation", help="what is compared (default: conversation)")
+    s.add_argument("--shingle", choices=["word", "char"], default="word", help="word n-grams (CJK characters count as words) or character n-grams")
+    s.add_argument("--ngram", type=int, metavar="N", help="shingle length (default 3 words or 5 characters)")
+    s.add_argument("--num-perm", type=int, default=128, metavar="N", help="MinHash permutations (default 128)")
+    s.add_argument("--seed", type=int, default=0, help="MinHash seed (fixed: same input, same output)")
+    s.set_defaults(func=cmd_dedup)
+
+    s = cs.add_parser("decontaminate", help="remove training rows sharing long n-grams with an evaluation set")
+    _common(s, READ_KEYS)
+    s.add_argument("--eval", action="append", required=True, metavar="PATH[,format=F]", help="evaluation set (any input format; repeatable)")
+    s.add_argument("--ngram", type=int, default=13, metavar="N", help="n-gram length in words, characters for CJK (default 13)")
+    s.add_argument("--min-short", type=int, default=8, metavar="N", help="eval fields with N..ngram-1 words are matched whole (default 8)")
+    s.add_argument("--fields", choices=["prompt", "answer", "both"], default="both", help="training fields checked (default both)")
+    s.set_defaults(func=cmd_decontaminate)
+
+    for name, helptext in (("distill", "a teacher model writes the answers (resumable)"),
+                           ("best-of-k", "K sampled answers per prompt, keep the best by a reward (resumable)")):
+        s = cs.add_parser(name, help=helptext)
+        _common(s, READ_KEYS + MODEL_KEYS)
+        s.add_argument("--max-new-tokens", type=int, default=512, metavar="N", help="answer length limit (default 512)")
+        s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1.0)")
+        s.add_argument("--seed", type=int, default=0, help="sampling seed")
+        s.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if name == "distill":
+            s.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+            s.add_argument("--batch-size", type=int, default=8, metavar="N", help="prompts per forward pass (default 8)")
+            s.add_argument("--keep-truncated", action="store_true", help="keep answers cut by --max-new-tokens (default: drop and count them)")
+            s.set_defaults(func=cmd_distill)
+        else:
+            s.add_argument("-k", "--k", type=int, default=4, help="candidates per prompt (default 4)")
+            s.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+            s.add_argument("--top-k", type=int, default=0, help="top-k sampling (default 0 = off)")
+            s.add_argument("--reward", metavar="MODULE:FUNCTION", help="reward callable fn(prompt_messages, answer) -> float")
+            s.add_argument("--reward-model", metavar="PATH", help="sequence-classification reward model folder (or hub name)")
+            s.add_argument("--reward-label", type=int, metavar="I", help="logit used for a multi-label reward model (default: the last label)")
+            s.add_argument("--keep-scores", action="store_true", help="store all candidates and scores in meta.candidates")
+            s.set_defaults(func=cmd_best_of_k)

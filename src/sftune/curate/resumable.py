@@ -1,0 +1,141 @@
+"""Resumable JSONL output for the commands that call a model (distill, best-of-k).
+
+Generation is slow, so those commands append each finished row to the output at once and, when
+run again with the same ``--output``, skip every input row already answered. Each output row
+carries ``meta.input_row`` (its position in the input) and ``meta.prompt_sha`` (a hash of its
+prompt), so a resumed run can check it is continuing the same input. Rows deliberately left out
+(e.g. a teacher answer cut by the length limit) are recorded in ``OUTPUT.skipped.jsonl`` so they
+are not generated again either. A half-written last line (the process was killed mid-write) is
+cut off and redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..config import ConfigError
+from ..data.conversation import Conversation, Message
+
+
+def prompt_of(conv: Conversation) -> list[Message] | None:
+    """The prompt to answer: the conversation minus its final assistant turn; ``None`` for text rows.
+
+    >>> c = Conversation.chat([Message("user", "Hi"), Message("assistant", "Hello")])
+    >>> [m.content for m in prompt_of(c)]
+    ['Hi']
+    """
+    if conv.kind == "text":
+        return None
+    if conv.kind == "completion":
+        return [conv.messages[0]]
+    msgs = list(conv.messages)
+    if msgs and msgs[-1].role == "assistant":
+        msgs = msgs[:-1]
+    return msgs if any(m.role == "user" for m in msgs) else None
+
+
+def prompt_sha(prompt: list[Message]) -> str:
+    data = json.dumps([[m.role, m.content] for m in prompt], ensure_ascii=False)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:16]
+
+
+def skipped_path(output: str | Path) -> Path:
+    p = Path(output)
+    return p.with_name((p.stem if p.suffix == ".jsonl" else p.name) + ".skipped.jsonl")
+
+
+def _read_done(path: Path) -> tuple[list[dict], bool]:
+    """Rows of an existing output file; cuts a half-written last line off the file (returns True then)."""
+    if not path.exists():
+        return [], False
+    data = path.read_bytes()
+    rows: list[dict] = []
+    good_end = 0
+    pos = 0
+    lineno = 0
+    while pos < len(data):
+        nl = data.find(b"\n", pos)
+        end = len(data) if nl < 0 else nl + 1
+        line = data[pos:end]
+        lineno += 1
+        complete = nl >= 0
+        try:
+            row = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            row = False
+        if row is False or not complete:
+            if end < len(data):
+                raise ConfigError(
+                    f"{path}:{lineno}: not valid JSON in the middle of the file, so it cannot be resumed safely. "
+                    "Fix or delete that line, or write to a new --output"
+                )
+            break  # the last line was cut mid-write: drop it and redo that row
+        if row is not None:
+            rows.append(row)
+        good_end = end
+        pos = end
+    truncated = good_end < len(data)
+    if truncated:
+        with open(path, "r+b") as f:
+            f.truncate(good_end)
+    return rows, truncated
+
+
+class ResumableOutput:
+    """Append-only JSONL output that knows which input rows it already holds."""
+
+    def __init__(self, output: str | Path, prompts: dict[int, str]):
+        """``prompts``: input row -> prompt hash, to check an existing output was made from this input."""
+        self.path = Path(output)
+        self.skip_path = skipped_path(self.path)
+        rows, cut = _read_done(self.path)
+        skipped, cut2 = _read_done(self.skip_path)
+        self.repaired = cut or cut2
+        self.done: set[int] = set()
+        self.previous_skips: list[dict] = skipped
+        self.previous_rows = len(rows)
+        for where_, items in ((self.path, [r.get("meta", {}) for r in rows]), (self.skip_path, skipped)):
+            for meta in items:
+                i, sha = meta.get("input_row"), meta.get("prompt_sha")
+                if i is None:
+                    raise ConfigError(
+                        f"{where_} exists but was not written by this command (a row has no meta.input_row). "
+                        "Write to a new --output"
+                    )
+                if prompts.get(i) != sha:
+                    raise ConfigError(
+                        f"{where_}: row for input row {i} has a different prompt than the input has now, so it was "
+                        "written from another input. Write to a new --output (or delete the old one)"
+                    )
+                self.done.add(i)
+        self._out = open(self.path, "a", encoding="utf-8")
+        self._skip = None
+
+    def write(self, row: dict) -> None:
+        self._out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def skip(self, input_row: int, sha: str, reason: str, detail: str = "") -> None:
+        if self._skip is None:
+            self._skip = open(self.skip_path, "a", encoding="utf-8")
+        rec = {"input_row": input_row, "prompt_sha": sha, "reason": reason, "detail": detail}
+        self._skip.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+    def flush(self) -> None:
+        """After every chunk: what is flushed survives a crash (at most the last chunk is redone)."""
+        self._out.flush()
+        if self._skip is not None:
+            self._skip.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self._out.close()
+        if self._skip is not None:
+            self._skip.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
