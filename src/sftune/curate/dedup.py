@@ -81,15 +81,17 @@ class MinHasher:
             padded = [t if len(t) >= n else t + "\0" * (n - len(t)) for t in texts]
             units = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
             return units, np.fromiter(map(len, padded), dtype=np.int64, count=len(padded))
-        ids: list[int] = []
+        all_words: list[str] = []
         counts = np.empty(len(texts), dtype=np.int64)
         for i, t in enumerate(texts):
             w = words(t)
             if len(w) < n:
                 w = w + [""] * (n - len(w))
-            ids.extend(map(_word_id, w))
+            all_words.extend(w)
             counts[i] = len(w)
-        return np.asarray(ids, dtype=np.uint64), counts
+        if len(_WORD_IDS) > 2_000_000:  # bound the cache on huge vocabularies
+            _WORD_IDS.clear()
+        return np.fromiter(map(_WORD_IDS.__getitem__, all_words), dtype=np.uint64, count=len(all_words)), counts
 
     def signatures(self, texts: list[str]) -> np.ndarray:
         """MinHash signatures, shape (len(texts), num_perm), uint32.
@@ -115,13 +117,13 @@ class MinHasher:
         sh = _mix64(h[_ranges(starts, n_sh)])
         row_of_start = np.cumsum(n_sh) - n_sh  # offset of each row's first shingle in `sh`
         # Rows are processed in blocks so the (shingles, num_perm) matrix stays small.
+        bounds = np.cumsum(n_sh)  # end of each row's shingles in `sh`
         r0 = 0
         buf = np.empty((0, self.num_perm), dtype=np.uint64)
         while r0 < len(texts):
-            r1 = r0 + 1
-            while r1 < len(texts) and row_of_start[r1] + n_sh[r1] - row_of_start[r0] <= _SHINGLES_PER_BLOCK:
-                r1 += 1
-            lo, hi = row_of_start[r0], row_of_start[r1 - 1] + n_sh[r1 - 1]
+            lo = row_of_start[r0]
+            r1 = max(r0 + 1, int(np.searchsorted(bounds, lo + _SHINGLES_PER_BLOCK, side="right")))
+            hi = bounds[r1 - 1]
             block = sh[lo:hi]
             if buf.shape[0] < len(block):
                 buf = np.empty((len(block), self.num_perm), dtype=np.uint64)
@@ -141,10 +143,18 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) - np.repeat(offs - starts, lengths)
 
 
-@lru_cache(maxsize=1 << 20)
-def _word_id(w: str) -> int:
-    # crc32 is stable across processes (unlike hash(str)), so signatures are reproducible.
-    return zlib.crc32(w.encode("utf-8")) or 1
+class _WordIds(dict):
+    """word -> 32-bit id, computed once per word (a dict lookup is much faster than hashing again).
+
+    crc32 is stable across processes (unlike ``hash(str)``), so signatures are reproducible.
+    """
+
+    def __missing__(self, w: str) -> int:
+        v = self[w] = zlib.crc32(w.encode("utf-8")) or 1
+        return v
+
+
+_WORD_IDS = _WordIds()
 
 
 @lru_cache(maxsize=None)
@@ -242,12 +252,12 @@ class ShingleSets:
         return len(a & b) / len(a | b) if a or b else 1.0
 
 
-def exact_duplicates(texts: list[str]) -> dict[int, int]:
-    """``{row: first row with the same normalised text}``."""
+def exact_duplicates(texts: list[str], normalized: bool = False) -> dict[int, int]:
+    """``{row: first row with the same normalised text}`` (``normalized``: the texts already are)."""
     first: dict[bytes, int] = {}
     dups: dict[int, int] = {}
     for i, t in enumerate(texts):
-        k = hashlib.blake2b(normalize(t).encode("utf-8"), digest_size=16).digest()
+        k = hashlib.blake2b((t if normalized else normalize(t)).encode("utf-8"), digest_size=16).digest()
         j = first.setdefault(k, i)
         if j != i:
             dups[i] = j
@@ -285,8 +295,9 @@ def dedup_conversations(convs: list[Conversation], opts: DedupOptions, report: C
     """Drop exact, then near duplicates; the first occurrence is kept and input order preserved."""
     report.seen(len(convs))
     t0 = time.perf_counter()
-    texts = [KEYS[opts.key](c) for c in convs]
-    exact = exact_duplicates(texts) if opts.exact else {}
+    # Normalised once (casefold, no punctuation, single spaces): the exact key and the shingle source.
+    normed = [normalize(KEYS[opts.key](c)) for c in convs]
+    exact = exact_duplicates(normed, normalized=True) if opts.exact else {}
     for i, j in exact.items():
         report.drop("exact_duplicate", where(convs[i], i), f"same as {where(convs[j], j)}")
     t1 = time.perf_counter()
@@ -294,7 +305,6 @@ def dedup_conversations(convs: list[Conversation], opts: DedupOptions, report: C
     if opts.near:
         hasher = MinHasher(opts.num_perm, opts.shingle, opts.ngram, opts.seed)
         # Signatures of the normalised text, so case/punctuation differences don't count as edits.
-        normed = [normalize(t) for t in texts]
         sigs = hasher.signatures(normed)
         t2 = time.perf_counter()
         shingles = ShingleSets(normed, opts.shingle, opts.ngram)
