@@ -39,6 +39,7 @@ from .text import answer_text, full_text, normalize, prompt_text, words
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _POLY = np.uint64(0x100000001B3)  # FNV prime: the rolling-hash base
+_ROWS_PER_CHUNK = 8192  # rows whose shingles are hashed together (bounds the per-shingle arrays)
 _SHINGLES_PER_BLOCK = 1 << 15  # rows of the (shingles, num_perm) matrix per numpy call: 32k x 128 x 8 B = 32 MiB
 
 
@@ -101,11 +102,15 @@ class MinHasher:
         >>> bool((s[0] == s[1]).all()), float((s[0] == s[2]).mean()) < 0.2
         (True, True)
         """
+        out = np.empty((len(texts), self.num_perm), dtype=np.uint32)
+        # Rows go through in chunks so the per-shingle arrays stay small whatever the dataset size.
+        for s in range(0, len(texts), _ROWS_PER_CHUNK):
+            self._fill(texts[s : s + _ROWS_PER_CHUNK], out[s : s + _ROWS_PER_CHUNK])
+        return out
+
+    def _fill(self, texts: list[str], out: np.ndarray) -> None:
         a, b = self._params
         n = self.ngram
-        out = np.empty((len(texts), self.num_perm), dtype=np.uint32)
-        if not texts:
-            return out
         units, counts = self._units(texts)
         # Rolling polynomial hash of every window of n units (windows crossing a row end are cut below).
         h = units[: len(units) - n + 1].copy()
@@ -133,7 +138,6 @@ class MinHasher:
             np.right_shift(m, np.uint64(32), out=m)
             out[r0:r1] = np.minimum.reduceat(m, row_of_start[r0:r1] - lo, axis=0)
             r0 = r1
-        return out
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
