@@ -88,11 +88,12 @@ def test_decontaminate_end_to_end(tmp_path):
 
 
 def test_distill_and_best_of_k_end_to_end(tmp_path, tiny_model_dir):
-    src = tmp_path / "prompts.jsonl"
-    src.write_text(json.dumps({"messages": [{"role": "user", "content": "Name a colour."}]}) + "\n"
-                   + json.dumps({"instruction": "Say hi.", "output": "Hi!"}) + "\n")
+    src = tmp_path / "prompts.jsonl"  # a prompt-only row, and (second file) an alpaca row with an answer
+    src.write_text(json.dumps({"messages": [{"role": "user", "content": "Name a colour."}]}) + "\n")
+    src2 = tmp_path / "alpaca.json"
+    src2.write_text(json.dumps([{"instruction": "Say hi.", "input": "", "output": "Hi!"}]))
     out = tmp_path / "distilled.jsonl"
-    args = ["--data", str(src), "--model", str(tiny_model_dir), "--max-new-tokens", "5", "--no-progress"]
+    args = ["--data", str(src), "--data", str(src2), "--model", str(tiny_model_dir), "--max-new-tokens", "5", "--no-progress"]
     assert main(["curate", "distill", *args, "--output", str(out), "--keep-truncated"]) == 0
     rows = read_jsonl(out)
     assert len(rows) == 2 and all(r["messages"][-1]["role"] == "assistant" for r in rows)

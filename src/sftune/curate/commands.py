@@ -33,7 +33,7 @@ def _common(p: argparse.ArgumentParser, keys: list[str]) -> None:
     p.add_argument("--output", required=True, metavar="OUTPUT.jsonl", help="where to write the curated rows (never an input file)")
 
 
-def _setup(args, keys: list[str], name: str, extra_inputs: list[str] = (), require_answer: bool = True):
+def _setup(args, keys: list[str], name: str, extra_inputs: list[str] = (), require_answer: bool = False):
     """Config, checked output path, report and the conversations read from --data."""
     from ..cli import config_from_args
     from ..config import ConfigError
