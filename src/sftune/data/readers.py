@@ -136,7 +136,9 @@ class _Columns:
         for key, role in (("user", "user"), ("assistant", "assistant"), ("system_tag", "system"), ("tool", "tool")):
             if key in mapping:  # a custom tag wins over a default one (e.g. a file whose "user" means the model)
                 self.tags[mapping[key].lower()] = role
-        self.known_tags = sorted({*self.tags}, key=lambda t: (["system", "user", "assistant", "tool"].index(self.tags[t]), t))
+        order = ["system", "user", "assistant", "tool"]
+        # Listed in error messages grouped by role, the canonical name first: "system, developer, user, human, ...".
+        self.known_tags = sorted(self.tags, key=lambda t: (order.index(self.tags[t]), t != self.tags[t], t))
 
     def name(self, canonical: str) -> str:
         return self.mapping.get(canonical, canonical)
