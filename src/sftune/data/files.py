@@ -151,6 +151,7 @@ def _jsonl_rows(path: str) -> Iterator[tuple[Source, Row]]:
                 continue
             src = Source(path, lineno, index)
             index += 1
+            raw = raw.rstrip(b"\r\n")  # so the parser's columns refer to this line alone
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
