@@ -65,11 +65,12 @@ def test_prepare_llama3_template_and_last_turn_mask(smol_tokenizer_dir, smol_tok
     assert prepare(smol_tokenizer_dir, FIXTURES / "sharegpt.jsonl", out, "--template", "llama3", "--mask", "last") == 0
     ds = datasets.load_from_disk(str(out))
     text = smol_tokenizer.decode(ds[0]["input_ids"])
-    assert text.startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>")
+    # The llama3 template opens with the tokenizer's own bos_token (SmolLM2's is <|im_start|>).
+    bos = smol_tokenizer.bos_token or ""
+    assert text.startswith(bos + "<|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>")
     # Only the last assistant turn ("4") and its end-of-turn marker are trained, not "Hello.".
     assert trained_texts(smol_tokenizer, ds[0]) == ["4<|eot_id|>"]
     assert trained_texts(smol_tokenizer, ds[1]) == ["你好!<|eot_id|>"]
-    assert "llama3" not in (out / "chat_template.jinja").read_text() or True
     assert "<|start_header_id|>" in (out / "chat_template.jinja").read_text()
 
 
