@@ -160,6 +160,12 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
     rank, world = _world()
     out = default_output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    # Seed before the model exists: adapter initialisation (LoRA's A matrices, prompt embeddings)
+    # draws random numbers, and the Trainer only seeds later, so without this two runs with the
+    # same seed start from different adapters.
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
     precision, why = choose_precision(cfg.precision)
     log.info("precision: %s (%s)", precision, why)
 
@@ -246,6 +252,9 @@ def save_outputs(trainer, tokenizer, cfg, out: Path, precision, why, metrics, da
         if dtype is not None and dtype != next(trainer.model.parameters()).dtype:
             trainer.model.to(dtype)  # training is over; only the saved copy's dtype changes meaning
     trainer.save_model(str(out))  # full weights or the adapter, as safetensors
+    # The Trainer also pickles its arguments; the output holds no pickles (sftune_config.yaml and
+    # run_info.json record the same settings in plain text).
+    (out / "training_args.bin").unlink(missing_ok=True)
     tokenizer.save_pretrained(str(out))  # with the chat template used in training
     model = trainer.model
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
