@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from ..config import DataSource, SFTConfig, save_config
+from ..config import ConfigError, DataSource, SFTConfig, save_config
 
 log = logging.getLogger("sftune")
 
@@ -79,7 +79,12 @@ def load_datasets(cfg: SFTConfig, tokenizer):
         train = preps[0].dataset  # the Trainer's sampler shuffles, seeded
         info["mixture"] = None
     else:
-        train, info["mixture"] = mix([p.dataset for p in preps], [s.weight for s in cfg.data], [s.share for s in cfg.data], seed=cfg.seed)
+        try:
+            train, info["mixture"] = mix([p.dataset for p in preps], [s.weight for s in cfg.data], [s.share for s in cfg.data], seed=cfg.seed)
+        except ValueError as e:
+            raise ConfigError(f"data mixture of {[s.path for s in cfg.data]}: {e}") from None
+        for src, row in zip(cfg.data, info["mixture"]["sources"]):
+            log.info("mixture: %s -> %d rows (%.1f%%, each row used %.2fx)", src.path, row["rows_out"], 100 * row["share"], row["times_each_row"])
     evald = None
     if cfg.eval_data:
         evald = prepare(cfg, tokenizer, list(cfg.eval_data)).dataset
@@ -110,7 +115,7 @@ def training_arguments(cfg: SFTConfig, out: Path, precision_args: dict, has_eval
         save_total_limit=cfg.save_total_limit,
         eval_strategy=("steps" if cfg.eval_steps else "no") if has_eval else "no",
         eval_steps=cfg.eval_steps,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,
         seed=cfg.seed,
         report_to=[r for r in cfg.report_to if r != "none"],
         neftune_noise_alpha=cfg.neftune_alpha,
