@@ -165,3 +165,40 @@ def test_bf16_loss_curve_tracks_fp32(tiny_model_dir, data_file, tmp_path):
     assert curves["bf16"] == pytest.approx(curves["fp32"], rel=0.02)
     assert curves["bf16"] != curves["fp32"]  # autocast was really on
     assert curves["fp32"][-1] < curves["fp32"][0]  # it learned something, so tracking is not trivial
+
+
+@pytest.mark.parametrize(
+    "method, extra",
+    [
+        ("dora", {"lora_r": 2}),
+        ("ia3", {}),
+        ("prompt_tuning", {"num_virtual_tokens": 4}),
+        ("prefix_tuning", {"num_virtual_tokens": 4}),
+        ("p_tuning", {"num_virtual_tokens": 4}),
+        ("selective", {"trainable_modules": [r"layers\.1\.self_attn\.(q|v)_proj"]}),
+    ],
+)
+def test_method_changes_its_trainable_weights_and_only_those(tiny_model_dir, data_file, tmp_path, method, extra):
+    from transformers import AutoModelForCausalLM, set_seed
+
+    from sftune.model.methods import apply_method
+    from sftune.train.run import train
+
+    cfg = _cfg(tiny_model_dir, data_file, tmp_path / "run", method=method, learning_rate=5e-2, **extra)
+    # The starting point: train() seeds before initialising adapters, so the same seed rebuilds it.
+    set_seed(cfg.seed)
+    start = {n: p.detach().clone() for n, p in apply_method(AutoModelForCausalLM.from_pretrained(tiny_model_dir), cfg).named_parameters()}
+    res = train(cfg, progress=False, compare=False)
+    trainable = {n: p.detach() for n, p in res.model.named_parameters() if p.requires_grad}
+    frozen = {n: p.detach() for n, p in res.model.named_parameters() if not p.requires_grad}
+    assert trainable and frozen and set(trainable) | set(frozen) == set(start)
+    unchanged = [n for n, p in trainable.items() if torch.equal(p, start[n])]
+    assert not unchanged, f"{method}: trainable tensors left unchanged: {unchanged[:3]}"
+    moved = [n for n, p in frozen.items() if not torch.equal(p, start[n])]
+    assert not moved, f"{method}: frozen weights changed: {moved[:3]}"
+    out = Path(cfg.output_dir)
+    if method == "selective":
+        assert sorted(trainable) == ["model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.v_proj.weight"]
+        assert (out / "model.safetensors").is_file()
+    else:
+        assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
