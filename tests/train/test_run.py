@@ -149,3 +149,56 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_model_dir, data_file, t
     # Same data order, RNG state (LoRA dropout) and schedule: float32 on one CPU thread layout,
     # so the last logged losses agree to float rounding of the restored state.
     assert _last_logged_loss(out) == pytest.approx(_last_logged_loss(ref_out), rel=1e-4, abs=1e-5)
+
+
+def test_bf16_loss_curve_tracks_fp32(tiny_model_dir, data_file, tmp_path):
+    """Autocast bf16 with float32 master weights: same data and seed, losses within 2% step by step."""
+    from sftune.train.run import train
+
+    curves = {}
+    for prec in ("fp32", "bf16"):
+        out = tmp_path / prec
+        train(_cfg(tiny_model_dir, data_file, out, method="full", precision=prec, max_steps=6, learning_rate=3e-3), progress=False, compare=False)
+        curves[prec] = [json.loads(l)["loss"] for l in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
+        assert json.loads((out / "run_info.json").read_text())["precision"] == prec
+    assert len(curves["fp32"]) == len(curves["bf16"]) == 6
+    assert curves["bf16"] == pytest.approx(curves["fp32"], rel=0.02)
+    assert curves["bf16"] != curves["fp32"]  # autocast was really on
+    assert curves["fp32"][-1] < curves["fp32"][0]  # it learned something, so tracking is not trivial
+
+
+@pytest.mark.parametrize(
+    "method, extra",
+    [
+        ("dora", {"lora_r": 2}),
+        ("ia3", {}),
+        ("prompt_tuning", {"num_virtual_tokens": 4}),
+        ("prefix_tuning", {"num_virtual_tokens": 4}),
+        ("p_tuning", {"num_virtual_tokens": 4}),
+        ("selective", {"trainable_modules": [r"layers\.1\.self_attn\.(q|v)_proj"]}),
+    ],
+)
+def test_method_changes_its_trainable_weights_and_only_those(tiny_model_dir, data_file, tmp_path, method, extra):
+    from transformers import AutoModelForCausalLM, set_seed
+
+    from sftune.model.methods import apply_method
+    from sftune.train.run import train
+
+    cfg = _cfg(tiny_model_dir, data_file, tmp_path / "run", method=method, learning_rate=5e-2, **extra)
+    # The starting point: train() seeds before initialising adapters, so the same seed rebuilds it.
+    set_seed(cfg.seed)
+    start = {n: p.detach().clone() for n, p in apply_method(AutoModelForCausalLM.from_pretrained(tiny_model_dir), cfg).named_parameters()}
+    res = train(cfg, progress=False, compare=False)
+    trainable = {n: p.detach() for n, p in res.model.named_parameters() if p.requires_grad}
+    frozen = {n: p.detach() for n, p in res.model.named_parameters() if not p.requires_grad}
+    assert trainable and frozen and set(trainable) | set(frozen) == set(start)
+    unchanged = [n for n, p in trainable.items() if torch.equal(p, start[n])]
+    assert not unchanged, f"{method}: trainable tensors left unchanged: {unchanged[:3]}"
+    moved = [n for n, p in frozen.items() if not torch.equal(p, start[n])]
+    assert not moved, f"{method}: frozen weights changed: {moved[:3]}"
+    out = Path(cfg.output_dir)
+    if method == "selective":
+        assert sorted(trainable) == ["model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.v_proj.weight"]
+        assert (out / "model.safetensors").is_file()
+    else:
+        assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()

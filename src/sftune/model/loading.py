@@ -122,7 +122,8 @@ def resolve_model(name: str, cache_dir=None) -> str:
     if p.is_file() and p.suffix == ".gguf":
         return str(gguf_model_path(p, cache_dir))
     if p.is_dir():
-        if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
+        # tokenizer_config.json alone is enough for tokenizer-only work (prepare, inspect)
+        if not any((p / f).is_file() for f in ("config.json", "adapter_config.json", "tokenizer_config.json")):
             raise ModelLoadError(f"{p} is a folder but holds no config.json or adapter_config.json: not a model folder")
         return str(p)
     if p.exists() or _looks_like_path(name):
