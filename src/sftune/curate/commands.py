@@ -33,8 +33,8 @@ def _common(p: argparse.ArgumentParser, keys: list[str]) -> None:
     p.add_argument("--output", required=True, metavar="OUTPUT.jsonl", help="where to write the curated rows (never an input file)")
 
 
-def _setup(args, keys: list[str], name: str, extra_inputs: list[str] = (), require_answer: bool = False):
-    """Config, checked output path, report and the conversations read from --data."""
+def _setup(args, keys: list[str], name: str, extra_inputs: list[str] = (), require_answer: bool = False, read: bool = True):
+    """Config, checked output path, report and the conversations read from --data (``None`` when not ``read``)."""
     from ..cli import config_from_args
     from ..config import ConfigError
     from ..data.report import DataReport
@@ -46,7 +46,9 @@ def _setup(args, keys: list[str], name: str, extra_inputs: list[str] = (), requi
     out = check_output(args.output, [s.path for s in cfg.data] + list(extra_inputs))
     report = CurateReport(command=name, strict=cfg.strict)
     reading = DataReport(strict=cfg.strict)
-    convs = read_sources(cfg.data, reading, require_answer=require_answer, default_format=cfg.format, system_prompt=cfg.system_prompt)
+    convs = None
+    if read:
+        convs = read_sources(cfg.data, reading, require_answer=require_answer, default_format=cfg.format, system_prompt=cfg.system_prompt)
     return cfg, out, report, reading, convs
 
 
@@ -159,6 +161,20 @@ def cmd_best_of_k(args) -> int:
     return _finish(report, reading, out)
 
 
+def cmd_mix(args) -> int:
+    from .io import read_sources
+    from .mix import mix_conversations
+
+    cfg, out, report, reading, _ = _setup(args, READ_KEYS + ["seed"], "mix", read=False)
+    # One list per source: the shares apply to each file's usable rows, as in training.
+    per_source = [read_sources([src], reading, default_format=cfg.format, system_prompt=cfg.system_prompt, require_answer=False) for src in cfg.data]
+    kept = mix_conversations(
+        per_source, [s.weight for s in cfg.data], [s.share for s in cfg.data], seed=cfg.seed, report=report,
+        names=[s.path for s in cfg.data],
+    )
+    return _finish(report, reading, out, kept)
+
+
 # ---- parsers --------------------------------------------------------------------------------
 def register(sub) -> None:
     """Add ``sftune curate`` and its subcommands to the CLI's subparsers."""
@@ -232,3 +248,12 @@ def register(sub) -> None:
             s.add_argument("--reward-label", type=int, metavar="I", help="logit used for a multi-label reward model (default: the last label)")
             s.add_argument("--keep-scores", action="store_true", help="store all candidates and scores in meta.candidates")
             s.set_defaults(func=cmd_best_of_k)
+
+    s = cs.add_parser(
+        "mix", help="mix several inputs into one file with target shares or weights (the mixing training uses)",
+        description="Each --data takes ,share=S (that fraction of the output; over- or under-sampled to reach it) or "
+        ",weight=W (W x its rows). Sources without either keep their natural size. The mixing and the seed are "
+        "those of `sftune train` with the same --data flags, so the file holds the mixture training would see.",
+    )
+    _common(s, READ_KEYS + ["seed"])
+    s.set_defaults(func=cmd_mix)
