@@ -132,3 +132,15 @@ def test_distill_and_best_of_k_with_the_default_model(tmp_path):
     assert main(["curate", "best-of-k", *args, "--output", str(best), "-k", "2", "--reward", f"{reward}:mentions_paris", "--keep-scores"]) == 0
     for r in read_jsonl(best):
         assert r["meta"]["score"] == max(c["score"] for c in r["meta"]["candidates"])
+
+
+def test_strict_applies_to_unreadable_rows_not_to_curation_drops(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "raw.jsonl", [chat(Q, "Paris."), chat(Q, "  ")])
+    out = tmp_path / "clean.jsonl"
+    # The blank answer is removed by the filter rule: that is curation working, not bad input.
+    assert main(["curate", "filter", "--data", str(src), "--output", str(out), "--strict"]) == 0
+    assert report_of(out)["dropped_by_reason"] == {"empty_answer": 1}
+    with open(src, "a") as f:
+        f.write('{"messages": "not a list"}\n')
+    assert main(["curate", "filter", "--data", str(src), "--output", str(out), "--strict"]) == 2
+    assert "raw.jsonl:3" in capsys.readouterr().err

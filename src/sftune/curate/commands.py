@@ -44,7 +44,8 @@ def _setup(args, keys: list[str], name: str, extra_inputs: list[str] = (), requi
     if not cfg.data:
         raise ConfigError(f"sftune curate {name}: give the input with --data FILE (repeat it for several files)")
     out = check_output(args.output, [s.path for s in cfg.data] + list(extra_inputs))
-    report = CurateReport(command=name, strict=cfg.strict)
+    # --strict is about unreadable input rows; a row a curation rule removes is the point, never an error.
+    report = CurateReport(command=name)
     reading = DataReport(strict=cfg.strict)
     convs = None
     if read:
