@@ -189,3 +189,18 @@ def test_best_of_k_option_errors(tmp_path):
     bad = callable_scorer(lambda p, a: "not a number", "bad:fn")
     with pytest.raises(ConfigError, match="must return a number"):
         bad([{"role": "user", "content": "x"}], ["y"])
+
+
+def test_best_of_k_drop_truncated_skips_prompts_whose_candidates_are_all_cut(tiny, tmp_path, monkeypatch):
+    # A random tiny model almost never says <|im_end|> within 3 tokens: every candidate is cut.
+    out = tmp_path / "cut.jsonl"
+    n, report = run_bok(tiny, out, convs=PROMPTS[:2], max_new_tokens=3, k=2)
+    assert n == 2 and all(r["meta"]["finish_reason"] == "length" for r in read_jsonl(out))
+    assert any("2 kept answers were cut" in note for note in report.notes)
+
+    out = tmp_path / "dropped.jsonl"
+    n, report = run_bok(tiny, out, convs=PROMPTS[:2], max_new_tokens=3, k=2, drop_truncated=True)
+    assert n == 0 and read_jsonl(out) == [] and dict(report.dropped) == {"cut_by_length": 2}
+    calls = counting(monkeypatch)
+    n, report = run_bok(tiny, out, convs=PROMPTS[:2], max_new_tokens=3, k=2, drop_truncated=True)  # resumed
+    assert n == 0 and calls == [] and report.dropped["cut_by_length"] == 2

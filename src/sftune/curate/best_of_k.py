@@ -14,7 +14,10 @@ The score is either
   one; the score is the logit for a single-label head, else the logit of ``reward_label``.
 
 The best candidate wins; ties go to the lowest candidate index (:func:`best_index`). With
-``keep_scores`` every candidate and its score is stored in ``meta.candidates``.
+``keep_scores`` every candidate and its score is stored in ``meta.candidates``. With
+``drop_truncated`` a candidate cut by ``max_new_tokens`` cannot win, and a prompt whose candidates
+are all cut is skipped and counted as ``cut_by_length`` (like ``distill`` without
+``keep_truncated``); otherwise kept cut answers are counted in a report note.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Callable
 from ..config import ConfigError
 from ..data.conversation import Conversation
 from .distill import answered, generation_input, pending_prompts
-from .io import CurateReport
+from .io import CurateReport, where
 from .resumable import ResumableOutput
 
 
@@ -51,6 +54,8 @@ class BestOfKOptions:
     seed: int = 0
     keep_scores: bool = False
     """Store every candidate with its score and finish_reason in meta.candidates."""
+    drop_truncated: bool = False
+    """Candidates cut by max_new_tokens cannot win; a prompt whose K candidates are all cut is skipped (and counted)."""
 
     def __post_init__(self):
         if self.k < 1:
@@ -146,7 +151,7 @@ def best_of_k(
     opts = opts or BestOfKOptions()
     report.seen(len(convs))
     prompts, shas = pending_prompts(convs, report)
-    written = 0
+    written = cut_kept = 0
     with ResumableOutput(output, shas) as out:
         todo = [i for i in prompts if i not in out.done]
         _note_resume(report, out, len(prompts) - len(todo))
@@ -158,7 +163,17 @@ def best_of_k(
             )
             prompt_dicts = [{"role": m.role, "content": m.content} for m in prompts[i]]
             scores = scorer(prompt_dicts, [c["text"] for c in cands])
-            b = best_index(scores)
+            ranked = scores
+            if opts.drop_truncated:  # a cut-off answer would teach the model to stop mid-sentence
+                ranked = [s if c["finish_reason"] != "length" else math.nan for c, s in zip(cands, scores)]
+                if all(c["finish_reason"] == "length" for c in cands):
+                    detail = f"all {opts.k} candidates cut at max_new_tokens {opts.max_new_tokens}"
+                    out.skip(i, shas[i], "cut_by_length", detail)
+                    report.drop("cut_by_length", where(convs[i], i), detail)
+                    out.flush()
+                    continue
+            b = best_index(ranked)
+            cut_kept += cands[b]["finish_reason"] == "length"
             meta = {
                 "policy": policy, "reward": reward, "k": opts.k, "score": scores[b], "candidate": b,
                 "finish_reason": cands[b]["finish_reason"], "input_row": i, "prompt_sha": shas[i],
@@ -173,5 +188,10 @@ def best_of_k(
             out.flush()
             written += 1
         report.keep(out.previous_rows + written)
+    if cut_kept:
+        report.notes.append(
+            f"{cut_kept} kept answers were cut by max_new_tokens (meta.finish_reason = 'length'): raise --max-new-tokens, "
+            "use --drop-truncated, or run `sftune curate filter --truncated` on the output"
+        )
     report.details.update({"policy": policy, "reward": reward, "options": vars(opts).copy(), "written_now": written})
     return written

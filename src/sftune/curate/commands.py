@@ -149,7 +149,7 @@ def cmd_best_of_k(args) -> int:
         raise ConfigError("best-of-k: give exactly one of --reward MODULE:FUNCTION or --reward-model PATH")
     opts = BestOfKOptions(
         k=args.k, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, max_new_tokens=args.max_new_tokens,
-        seed=args.seed, keep_scores=args.keep_scores,
+        seed=args.seed, keep_scores=args.keep_scores, drop_truncated=args.drop_truncated,
     )
     if args.reward:
         scorer, reward = callable_scorer(load_callable(args.reward, "--reward"), args.reward), args.reward
@@ -248,6 +248,8 @@ def register(sub) -> None:
             s.add_argument("--reward-model", metavar="PATH", help="sequence-classification reward model folder (or hub name)")
             s.add_argument("--reward-label", type=int, metavar="I", help="logit used for a multi-label reward model (default: the last label)")
             s.add_argument("--keep-scores", action="store_true", help="store all candidates and scores in meta.candidates")
+            s.add_argument("--drop-truncated", action="store_true",
+                           help="candidates cut by --max-new-tokens cannot win; prompts whose K candidates are all cut are skipped")
             s.set_defaults(func=cmd_best_of_k)
 
     s = cs.add_parser(
