@@ -116,8 +116,20 @@ def test_best_of_k_needs_one_reward(tmp_path, capsys):
     assert rc == 2 and "exactly one of --reward" in capsys.readouterr().err
 
 
+@pytest.fixture
+def one_torch_thread():
+    """On a shared, loaded 2-core machine two torch threads wait on each other (one generation step
+    took seconds; a best-of-3 prompt 8 minutes instead of 21 s): one thread is faster there."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.slow
-def test_distill_and_best_of_k_with_the_default_model(tmp_path):
+def test_distill_and_best_of_k_with_the_default_model(tmp_path, one_torch_thread):
     """The real SmolLM2-135M-Instruct as teacher/policy on 2 prompts, and a toy reward."""
     src = write_jsonl(tmp_path / "prompts.jsonl", [chat("What is the capital of France?"), chat("Name three colours.")])
     out = tmp_path / "distilled.jsonl"
