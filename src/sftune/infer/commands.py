@@ -71,7 +71,7 @@ def cmd_chat(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from .generate import generate_file
+    from .generate import generate_file, read_prompts
 
     sampling = _sampling(args)
     if args.batch_size < 1 or args.num_return_sequences < 1:
@@ -83,10 +83,11 @@ def cmd_generate(args) -> int:
 
         raise ConfigError("--num-return-sequences > 1 needs sampling: greedy decoding gives the same answer every time\n"
                           "  fix: add --temperature 0.7 (or any value > 0)")
+    # Read the prompts before loading the model: bad input is reported in a second, not after the load.
+    prompts = read_prompts(args.input, format=args.format, system_prompt=args.system_prompt, skip_bad_rows=args.skip_bad_rows)
     model, tokenizer = _load(args)
     res = generate_file(
-        model, tokenizer, args.input, args.output, format=args.format, system_prompt=args.system_prompt,
-        skip_bad_rows=args.skip_bad_rows, batch_size=args.batch_size, seed=args.seed,
+        model, tokenizer, args.input, args.output, prompts=prompts, batch_size=args.batch_size, seed=args.seed,
         progress=not args.no_progress, num_return_sequences=args.num_return_sequences, **sampling,
     )
     resumed = f" (resumed: {res['skipped_existing']} rows were already there)" if res["skipped_existing"] else ""

@@ -308,6 +308,24 @@ def _read_done_rows(output, convs) -> tuple[int, int]:
     return n, end
 
 
+def read_prompts(input_path, *, format: str = "auto", system_prompt: str | None = None, skip_bad_rows: bool = False):
+    """(conversations, report) of a prompt file; answers are optional. Bad rows raise unless skipped."""
+    from pathlib import Path
+
+    from ..config import DataSource
+    from ..data.readers import read_conversations
+    from ..data.report import DataError, DataReport
+
+    if not Path(input_path).exists():
+        raise FileNotFoundError(f"input file not found: {input_path}")
+    report = DataReport(strict=not skip_bad_rows)
+    convs = read_conversations(DataSource(path=str(input_path), format=format), report, system_prompt=system_prompt, require_answer=False)
+    if not convs:
+        raise DataError("no prompts to answer (the file is empty or every row was dropped)", str(input_path),
+                        fix="check the file; see the dropped-row reasons above" if report.n_dropped else "add rows")
+    return convs, report
+
+
 def generate_file(
     model,
     tokenizer,
@@ -320,6 +338,7 @@ def generate_file(
     batch_size: int = 8,
     seed: int | None = None,
     progress: bool = True,
+    prompts: tuple | None = None,
     **sampling,
 ) -> dict:
     """Answer every prompt of ``input_path`` into ``output_path`` (JSON lines), in input order.
@@ -336,7 +355,10 @@ def generate_file(
     N + 1, so an interrupted run loses at most one batch. With a ``seed`` each batch is seeded
     from its position, so a resumed sampled run gives the same rows as an uninterrupted one.
 
-    Returns ``{"rows", "skipped_existing", "generated", "dropped", "output"}``.
+    ``prompts`` is :func:`read_prompts`' result when the caller has already read the file
+    (the CLI does, to report bad input before spending time loading the model).
+
+    Returns ``{"rows", "skipped_existing", "generated", "dropped", "dropped_by_reason", "output"}``.
     """
     import json
     import os
@@ -344,18 +366,8 @@ def generate_file(
 
     from tqdm.auto import tqdm
 
-    from ..config import DataSource
-    from ..data.readers import read_conversations
-    from ..data.report import DataError, DataReport
-
-    input_path, output_path = Path(input_path), Path(output_path)
-    if not input_path.exists():
-        raise FileNotFoundError(f"input file not found: {input_path}")
-    report = DataReport(strict=not skip_bad_rows)
-    convs = read_conversations(DataSource(path=str(input_path), format=format), report, system_prompt=system_prompt, require_answer=False)
-    if not convs:
-        raise DataError("no prompts to answer (the file is empty or every row was dropped)", str(input_path),
-                        fix="check the file; see the dropped-row reasons above" if report.n_dropped else "add rows")
+    output_path = Path(output_path)
+    convs, report = prompts or read_prompts(input_path, format=format, system_prompt=system_prompt, skip_bad_rows=skip_bad_rows)
     done = 0
     if output_path.exists():
         done, end = _read_done_rows(output_path, convs)
