@@ -5,12 +5,35 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(scope="session")
+def varied_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model with its matrices redrawn at std 0.3, saved as a model folder.
+
+    At the default init (std 0.02) the tiny model answers every prompt with newlines, which
+    would let tests of ordering, streaming, stop strings and concurrency pass by accident;
+    with larger weights greedy answers are different words for different prompts.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    out = tmp_path_factory.mktemp("varied_model")
+    model.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(tiny_model_dir)).save_pretrained(str(out))
+    return out
+
+
 @pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    """(model, tokenizer) of the tiny random Llama, as ``load_for_inference`` gives them."""
+def tiny(varied_model_dir):
+    """(model, tokenizer) of the varied tiny Llama, as ``load_for_inference`` gives them."""
     from sftune.model.loading import load_for_inference
 
-    return load_for_inference(str(tiny_model_dir), device="cpu")
+    return load_for_inference(str(varied_model_dir), device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
+from fastapi import Request  # module level: FastAPI resolves the (string) annotations from these globals
 from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ def create_app(
     (so any accepted request fits); ``max_tokens`` above ``max_tokens_limit`` is a 400.
     With ``api_key`` every request needs ``Authorization: Bearer <api_key>``.
     """
-    from fastapi import Depends, FastAPI, Request
+    from fastapi import Depends, FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, StreamingResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
