@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sftune.infer.chat import ChatSession, run_chat
 
 
@@ -91,6 +93,7 @@ def test_interrupted_answer_is_not_kept(tiny, monkeypatch):
     assert [m["content"] for m in session.history if m["role"] == "user"] == ["second"]
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch + transformers: ~20 s on a busy 2-core machine
 def test_chat_cli_over_a_pipe(tiny_model_dir):
     src = Path(__file__).resolve().parents[2] / "src"
     env = {**os.environ, "PYTHONPATH": str(src), "HF_HUB_OFFLINE": "1"}
