@@ -81,3 +81,28 @@ def test_merge_cli(tiny_lora_dir, tmp_path, capsys):
     assert (tmp_path / "m" / "model.safetensors").is_file()
     assert main(["merge", "--model", str(tmp_path / "nothing"), "--output", str(tmp_path / "n")]) == 2
     assert "not an adapter folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a short LoRA training run first (~20-40 s on a busy 2-core machine)
+def test_train_merge_flag_writes_a_merged_folder(tiny_model_dir, tmp_path):
+    """`sftune train --merge` (train/run.py calls merge_adapter) on a real training output."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sftune.config import SFTConfig
+    from sftune.train.run import train
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"{a}+1?"}, {"role": "assistant", "content": str(a + 1)}]}) + "\n"
+                            for a in range(8)))
+    out = tmp_path / "run"
+    train(SFTConfig(model=str(tiny_model_dir), data=[str(data)], output_dir=str(out), method="lora", merge=True, max_steps=2,
+                    per_device_train_batch_size=4, learning_rate=5e-2, report_to=["none"], precision="fp32", save_steps=100,
+                    eval_questions=[], cache_dir=str(tmp_path / "cache")), progress=False, compare=False)
+    merged_dir = out / "merged"
+    assert (merged_dir / "model.safetensors").is_file() and not (merged_dir / "adapter_config.json").exists()
+    tok = AutoTokenizer.from_pretrained(str(merged_dir))
+    merged = AutoModelForCausalLM.from_pretrained(str(merged_dir)).eval()
+    with_adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), str(out)).eval()
+    torch.testing.assert_close(_logits(merged, tok), _logits(with_adapter, tok), atol=1e-5, rtol=0)
