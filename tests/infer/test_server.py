@@ -158,3 +158,16 @@ def test_malformed_json_and_unknown_route(server):
     assert r.status_code == 400 and "error" in r.json()
     r = httpx.get(f"{server}/nothing", headers=h)
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+
+
+def test_model_without_chat_template_is_refused_at_startup(tiny):
+    import copy
+
+    from sftune.infer.server import create_app
+    from sftune.model.loading import ModelLoadError
+
+    model, tok = tiny
+    plain = copy.copy(tok)
+    plain.chat_template = None
+    with pytest.raises(ModelLoadError, match="no chat template"):
+        create_app(model, plain, model_name="x")

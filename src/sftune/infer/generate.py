@@ -355,6 +355,10 @@ def generate_file(
     N + 1, so an interrupted run loses at most one batch. With a ``seed`` each batch is seeded
     from its position, so a resumed sampled run gives the same rows as an uninterrupted one.
 
+    Resuming checks that the rows already written answer the same prompts; it cannot know
+    whether they were generated with the same model or sampling settings, so change those only
+    together with ``output_path``.
+
     ``prompts`` is :func:`read_prompts`' result when the caller has already read the file
     (the CLI does, to report bad input before spending time loading the model).
 

@@ -11,6 +11,12 @@ One model, one worker thread: requests queue up and are generated one at a time,
 concurrent requests never share a KV cache, a random generator or half a batch. Errors use
 OpenAI's shape ``{"error": {"message", "type", "param", "code"}}`` so clients raise their
 usual exceptions (``openai.AuthenticationError``, ``openai.BadRequestError``).
+
+Honoured: ``messages`` (system/developer/user/assistant; text or text parts), ``max_tokens`` /
+``max_completion_tokens``, ``temperature`` (0 = greedy), ``top_p``, ``stop``, ``seed``,
+``stream`` and ``stream_options.include_usage``. ``n`` must be 1. ``frequency_penalty`` and
+``presence_penalty`` are validated but not applied; tools and logprobs are not supported
+(unknown fields are ignored, as OpenAI-compatible servers commonly do).
 """
 
 from __future__ import annotations
