@@ -44,7 +44,8 @@ def test_full_finetune_writes_a_plain_transformers_folder(tiny_model_dir, data_f
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "run"
-    res = train(_cfg(tiny_model_dir, data_file, out, method="full"), progress=False)
+    res = train(_cfg(tiny_model_dir, data_file, out, method="full", report_to=["tensorboard"]), progress=False)
+    assert list(out.glob("runs/*/events.out.tfevents.*")), "no TensorBoard event file"
     for name in ("model.safetensors", "config.json", "tokenizer.json", "sftune_config.yaml", "metrics.jsonl", "loss_curve.png", "run_info.json", "before_after.json"):
         assert (out / name).is_file(), name
     assert not list(out.glob("*.bin"))
@@ -57,6 +58,20 @@ def test_full_finetune_writes_a_plain_transformers_folder(tiny_model_dir, data_f
     assert res.metrics["train_loss"] > 0 and len(res.after) == 1
     losses = [json.loads(l)["loss"] for l in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
     assert len(losses) == 4
+
+
+def test_replay_mixture_is_realised_and_reported(tiny_model_dir, data_file, tmp_path):
+    from sftune.train.run import train
+
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text("\n".join(json.dumps({"text": f"General fact number {i}."}) for i in range(5)) + "\n")
+    out = tmp_path / "run"
+    cfg = _cfg(tiny_model_dir, data_file, out, method="lora", max_steps=2, data=[str(data_file), {"path": str(replay), "share": 0.2}])
+    train(cfg, progress=False, compare=False)
+    mixture = json.loads((out / "run_info.json").read_text())["data"]["mixture"]
+    # 24 instruction rows are 80%, so 30 rows in all and 6 replay rows (5 rows, one used twice)
+    assert [s["rows_out"] for s in mixture["sources"]] == [24, 6]
+    assert [s["share"] for s in mixture["sources"]] == [0.8, 0.2]
 
 
 def test_lora_writes_adapter_loadable_with_peft(tiny_model_dir, data_file, tmp_path):

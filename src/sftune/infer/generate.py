@@ -39,6 +39,163 @@ def render_prompt(tokenizer, conv) -> str:
     return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
 
+def encode_prompt(tokenizer, conv) -> list[int]:
+    """Token ids of :func:`render_prompt`'s text.
+
+    Templates such as SmolLM2's already start with their own special tokens, so the tokenizer
+    must not add a second BOS.
+    """
+    return tokenizer(render_prompt(tokenizer, conv), add_special_tokens=False)["input_ids"]
+
+
+def generation_kwargs(
+    model,
+    tokenizer,
+    *,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    repetition_penalty: float = 1.0,
+    num_return_sequences: int = 1,
+) -> dict:
+    """Keyword arguments for ``model.generate``: greedy when ``temperature == 0``, else sampling.
+
+    The model's own generation_config may ask for sampling; greedy here means greedy, so the
+    sampling knobs are explicitly switched off rather than left to the saved config.
+    """
+    eos = _eos_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
+    kw = dict(
+        max_new_tokens=max_new_tokens,
+        do_sample=temperature > 0,
+        num_return_sequences=num_return_sequences,
+        eos_token_id=eos,
+        pad_token_id=pad_id,
+        repetition_penalty=repetition_penalty,
+    )
+    if temperature > 0:
+        kw.update(temperature=temperature, top_p=top_p, top_k=top_k)
+    else:
+        kw.update(temperature=None, top_p=None, top_k=None)
+    return kw
+
+
+class TextStream:
+    """Follows one sequence as it is generated: text deltas out, stop strings and cancellation in.
+
+    It is used as a stopping criterion (``generate`` only calls it: duck typing, no transformers
+    import here) rather than as a streamer because generate calls stopping criteria right after
+    each token is appended (streamers get tokens later, and one step late on some devices), so a
+    stop string ends generation on the very token that completes it.
+
+    Text that could still turn into a stop string, or that ends in half of a multi-byte
+    character (decoded as U+FFFD), is held back until it is safe to show.
+
+    For example with ``stop=["world"]``, new tokens decoding to ``"Hello wor"`` emit ``"Hello "``
+    and hold ``"wor"`` back; the next token completing ``"world"`` ends generation with text
+    ``"Hello "``.
+    """
+
+    def __init__(self, tokenizer, prompt_len: int, eos_ids, on_text=None, stop=(), should_cancel=None):
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+        self.eos_ids = set(eos_ids)
+        self.on_text = on_text
+        self.stop = [s for s in stop if s]
+        self.should_cancel = should_cancel
+        self.tokens: list[int] = []
+        self.text = ""  # everything decoded so far, cut at a stop string once one is found
+        self.sent = 0  # how many characters of ``text`` were emitted
+        self.hit_eos = False
+        self.hit_stop = False
+
+    def _held_back(self, text: str) -> int:
+        """Length of the tail of ``text`` that must not be shown yet."""
+        if text.endswith("\ufffd"):
+            return 1
+        hold = 0
+        for s in self.stop:
+            for k in range(min(len(s) - 1, len(text)), 0, -1):
+                if text.endswith(s[:k]):
+                    hold = max(hold, k)
+                    break
+        return hold
+
+    def _emit(self, upto: int) -> None:
+        if upto > self.sent:
+            delta = self.text[self.sent : upto]
+            self.sent = upto
+            if self.on_text is not None:
+                self.on_text(delta)
+
+    def __call__(self, input_ids, scores=None, **kwargs):
+        import torch
+
+        done = self.hit_eos or self.hit_stop
+        if not done:
+            new = input_ids[0, self.prompt_len :].tolist()
+            self.tokens = new
+            if new and new[-1] in self.eos_ids:
+                self.hit_eos = True
+                new = new[:-1]
+            self.text = self.tokenizer.decode(new, skip_special_tokens=True)
+            cut = min((i for i in (self.text.find(s) for s in self.stop) if i >= 0), default=-1)
+            if cut >= 0:
+                self.text, self.hit_stop = self.text[:cut], True
+            if self.hit_eos or self.hit_stop:
+                self._emit(len(self.text))
+            else:
+                self._emit(len(self.text) - self._held_back(self.text))
+            done = self.hit_eos or self.hit_stop
+        if self.should_cancel is not None and self.should_cancel():
+            done = True
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+    def finish(self) -> dict:
+        """Flush held-back text; the result dict of :func:`generate_texts`' shape (without prompt_tokens)."""
+        self._emit(len(self.text))
+        return {
+            "text": self.text,
+            "completion_tokens": len(self.tokens),
+            "finish_reason": "stop" if (self.hit_eos or self.hit_stop) else "length",
+        }
+
+
+def stream_generate(
+    model,
+    tokenizer,
+    prompt_ids: list[int],
+    *,
+    on_text=None,
+    stop=(),
+    seed: int | None = None,
+    should_cancel=None,
+    **sampling,
+) -> dict:
+    """Generate one answer token by token, calling ``on_text(delta)`` as text becomes final.
+
+    Used by ``sftune chat`` and the server. ``sampling`` takes :func:`generation_kwargs`'
+    arguments. Returns ``{"text", "prompt_tokens", "completion_tokens", "finish_reason"}``;
+    ``finish_reason`` is ``"stop"`` for EOS, a stop string, or cancellation, ``"length"`` when
+    ``max_new_tokens`` ran out.
+    """
+    import torch
+    from transformers import StoppingCriteriaList
+
+    kw = generation_kwargs(model, tokenizer, **sampling)
+    tracker = TextStream(tokenizer, len(prompt_ids), kw["eos_token_id"], on_text, stop, should_cancel)
+    device = next(model.parameters()).device
+    ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+    if seed is not None:
+        torch.manual_seed(seed)
+    with torch.no_grad():
+        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), stopping_criteria=StoppingCriteriaList([tracker]), **kw)
+    out = tracker.finish()
+    out["prompt_tokens"] = len(prompt_ids)
+    return out
+
+
 def generate_texts(
     model,
     tokenizer,
@@ -63,35 +220,23 @@ def generate_texts(
     import torch
     from tqdm.auto import tqdm
 
-    prompts = [render_prompt(tokenizer, c) for c in conversations]
-    if not prompts:
+    encoded = [encode_prompt(tokenizer, c) for c in conversations]
+    if not encoded:
         return []
     if seed is not None:
         torch.manual_seed(seed)
-    eos = _eos_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
-    # Templates such as SmolLM2's already contain BOS-like tokens; never add a second one.
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
-    device = next(model.parameters()).device
-    sample = temperature > 0
-    gen_kw = dict(
-        max_new_tokens=max_new_tokens,
-        do_sample=sample,
-        num_return_sequences=num_return_sequences,
-        eos_token_id=eos,
-        pad_token_id=pad_id,
-        repetition_penalty=repetition_penalty,
+    gen_kw = generation_kwargs(
+        model, tokenizer, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+        repetition_penalty=repetition_penalty, num_return_sequences=num_return_sequences,
     )
-    if sample:
-        gen_kw.update(temperature=temperature, top_p=top_p, top_k=top_k)
-    else:
-        gen_kw.update(temperature=None, top_p=None, top_k=None)
-    results: list[list[dict] | None] = [None] * len(prompts)
+    eos, pad_id = gen_kw["eos_token_id"], gen_kw["pad_token_id"]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
+    device = next(model.parameters()).device
+    results: list[list[dict] | None] = [None] * len(encoded)
     was_training = model.training
     model.eval()
     try:
-        with tqdm(total=len(prompts), desc="generating", unit="prompt", disable=not progress) as bar:
+        with tqdm(total=len(encoded), desc="generating", unit="prompt", disable=not progress) as bar:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 width = max(len(encoded[i]) for i in idx)
@@ -123,3 +268,135 @@ def generate_texts(
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]
+
+
+# ---- sftune generate: a prompt file in, an answer file out -------------------------------------
+def _prompt_record(conv) -> dict:
+    """How a prompt is written in the output: OpenAI messages, or the raw prompt text."""
+    if conv.kind == "chat":
+        return {"messages": [{"role": m.role, "content": m.content} for m in conv.prompt_messages]}
+    return {"prompt": conv.messages[0].content}
+
+
+def _read_done_rows(output, convs) -> tuple[int, int]:
+    """How many complete rows ``output`` already holds for these prompts, and their byte length.
+
+    A last line without its newline was cut off mid-write and is discarded. Any complete row
+    whose prompt differs from the input's row at the same position means the file belongs to
+    other input: that is an error, not something to overwrite silently.
+    """
+    import json
+
+    from ..data.report import DataError
+
+    data = output.read_bytes()
+    n, end = 0, 0
+    for raw in data.split(b"\n")[:-1]:  # the piece after the last newline is partial (or empty)
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            break  # a torn write followed by a newline; regenerate from here
+        where = f"{output}:{n + 1}"
+        if n >= len(convs):
+            raise DataError(f"the output already has more rows than the input has prompts ({len(convs)})", where,
+                            fix="pass another --output, or delete the file to start over")
+        if not isinstance(row, dict) or row.get("index") != n or {k: row.get(k) for k in _prompt_record(convs[n])} != _prompt_record(convs[n]):
+            raise DataError(f"this row is not the answer to input row {n} ({convs[n].source}): the output file was written for other input",
+                            where, fix="pass another --output, or delete the file to start over")
+        n += 1
+        end += len(raw) + 1
+    return n, end
+
+
+def read_prompts(input_path, *, format: str = "auto", system_prompt: str | None = None, skip_bad_rows: bool = False):
+    """(conversations, report) of a prompt file; answers are optional. Bad rows raise unless skipped."""
+    from pathlib import Path
+
+    from ..config import DataSource
+    from ..data.readers import read_conversations
+    from ..data.report import DataError, DataReport
+
+    if not Path(input_path).exists():
+        raise FileNotFoundError(f"input file not found: {input_path}")
+    report = DataReport(strict=not skip_bad_rows)
+    convs = read_conversations(DataSource(path=str(input_path), format=format), report, system_prompt=system_prompt, require_answer=False)
+    if not convs:
+        raise DataError("no prompts to answer (the file is empty or every row was dropped)", str(input_path),
+                        fix="check the file; see the dropped-row reasons above" if report.n_dropped else "add rows")
+    return convs, report
+
+
+def generate_file(
+    model,
+    tokenizer,
+    input_path,
+    output_path,
+    *,
+    format: str = "auto",
+    system_prompt: str | None = None,
+    skip_bad_rows: bool = False,
+    batch_size: int = 8,
+    seed: int | None = None,
+    progress: bool = True,
+    prompts: tuple | None = None,
+    **sampling,
+) -> dict:
+    """Answer every prompt of ``input_path`` into ``output_path`` (JSON lines), in input order.
+
+    Input is any layout/file type ``sftune.data.readers`` reads; a row that already has an
+    answer is asked everything before its last assistant turn. Each output line is::
+
+        {"index": 0, "source": "prompts.jsonl:1", "messages": [{"role": "user", "content": "Hi"}],
+         "answer": "Hello!", "prompt_tokens": 31, "completion_tokens": 4, "finish_reason": "stop"}
+
+    (``"prompt"`` instead of ``"messages"`` for raw-text prompts; ``"answers"`` with every
+    candidate when ``num_return_sequences > 1``). Rows are written and flushed batch by batch;
+    if ``output_path`` already holds answers for the first N prompts, generation resumes at
+    N + 1, so an interrupted run loses at most one batch. With a ``seed`` each batch is seeded
+    from its position, so a resumed sampled run gives the same rows as an uninterrupted one.
+
+    Resuming checks that the rows already written answer the same prompts; it cannot know
+    whether they were generated with the same model or sampling settings, so change those only
+    together with ``output_path``.
+
+    ``prompts`` is :func:`read_prompts`' result when the caller has already read the file
+    (the CLI does, to report bad input before spending time loading the model).
+
+    Returns ``{"rows", "skipped_existing", "generated", "dropped", "dropped_by_reason", "output"}``.
+    """
+    import json
+    import os
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    output_path = Path(output_path)
+    convs, report = prompts or read_prompts(input_path, format=format, system_prompt=system_prompt, skip_bad_rows=skip_bad_rows)
+    done = 0
+    if output_path.exists():
+        done, end = _read_done_rows(output_path, convs)
+        with open(output_path, "r+b") as f:
+            f.truncate(end)  # drop a torn last line before appending
+    else:
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+    k = sampling.get("num_return_sequences", 1)
+    with open(output_path, "a", encoding="utf-8") as f, tqdm(
+        total=len(convs), initial=done, desc="generating", unit="row", disable=not progress
+    ) as bar:
+        for start in range(done, len(convs), batch_size):
+            batch = convs[start : start + batch_size]
+            answers = generate_texts(model, tokenizer, batch, batch_size=batch_size,
+                                     seed=None if seed is None else seed + start, **sampling)
+            for i, (conv, cands) in enumerate(zip(batch, answers)):
+                best = cands[0]
+                row = {"index": start + i, "source": str(conv.source) if conv.source else None, **_prompt_record(conv),
+                       "answer": best["text"], "prompt_tokens": best["prompt_tokens"],
+                       "completion_tokens": best["completion_tokens"], "finish_reason": best["finish_reason"]}
+                if k > 1:
+                    row["answers"] = [{key: c[key] for key in ("text", "completion_tokens", "finish_reason")} for c in cands]
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            bar.update(len(batch))
+    return {"rows": len(convs), "skipped_existing": done, "generated": len(convs) - done,
+            "dropped": report.n_dropped, "dropped_by_reason": dict(report.dropped), "output": str(output_path)}

@@ -1,0 +1,316 @@
+"""``sftune serve``: an OpenAI-compatible HTTP API over one local model.
+
+Endpoints: ``POST /v1/chat/completions`` (plain JSON, or server-sent events with
+``"stream": true``) and ``GET /v1/models``. Any OpenAI client works against it::
+
+    from openai import OpenAI
+    client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused-or-your-key")
+    client.chat.completions.create(model="my-model", messages=[{"role": "user", "content": "Hi"}])
+
+One model, one worker thread: requests queue up and are generated one at a time, so
+concurrent requests never share a KV cache, a random generator or half a batch. Errors use
+OpenAI's shape ``{"error": {"message", "type", "param", "code"}}`` so clients raise their
+usual exceptions (``openai.AuthenticationError``, ``openai.BadRequestError``).
+
+Honoured: ``messages`` (system/developer/user/assistant; text or text parts), ``max_tokens`` /
+``max_completion_tokens``, ``temperature`` (0 = greedy), ``top_p``, ``stop``, ``seed``,
+``stream`` and ``stream_options.include_usage``. ``n`` must be 1. ``frequency_penalty`` and
+``presence_penalty`` are validated but not applied; tools and logprobs are not supported
+(unknown fields are ignored, as OpenAI-compatible servers commonly do).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fastapi import Request  # module level: FastAPI resolves the (string) annotations from these globals
+from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS_LIMIT = 2048
+
+
+# ---- request schema (unknown fields such as "user" or "logprobs" are accepted and ignored) --------
+class ContentPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart]
+    name: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content)
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    """Accepted and echoed; the server has one model whatever the name says."""
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1, le=1, description="only one choice per request is supported")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+
+class APIError(Exception):
+    """An error answered as OpenAI-style JSON with ``status``."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+# ---- the generation worker ------------------------------------------------------------------------
+@dataclass
+class _Job:
+    prompt_ids: list[int]
+    sampling: dict
+    stop: list[str]
+    seed: int | None
+    events: queue.Queue = field(default_factory=queue.Queue)  # ("text", str) ... then ("done", dict) or ("error", exc)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+class Worker:
+    """Runs generation jobs one at a time on a single thread (the model is not thread-safe)."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model, tokenizer
+        self.jobs: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._loop, name="sftune-generate", daemon=True)
+        self.thread.start()
+
+    def submit(self, job: _Job) -> _Job:
+        self.jobs.put(job)
+        return job
+
+    def _loop(self) -> None:
+        from .generate import stream_generate
+
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            if job.cancelled.is_set():
+                continue  # the client went away while queued
+            try:
+                out = stream_generate(
+                    self.model, self.tokenizer, job.prompt_ids,
+                    on_text=lambda t, q=job.events: q.put(("text", t)),
+                    stop=job.stop, seed=job.seed, should_cancel=job.cancelled.is_set, **job.sampling,
+                )
+                job.events.put(("done", out))
+            except Exception as e:  # reported to that request; the worker keeps serving
+                log.exception("generation failed")
+                job.events.put(("error", e))
+
+    def close(self) -> None:
+        self.jobs.put(None)
+
+
+def _iter_job(job: _Job):
+    """Yield ("text", delta) events, then the final ("done", result); raise a generation error."""
+    while True:
+        kind, value = job.events.get()
+        if kind == "error":
+            raise APIError(500, f"generation failed: {type(value).__name__}: {value}", type="server_error")
+        yield kind, value
+        if kind == "done":
+            return
+
+
+# ---- the app -----------------------------------------------------------------------------------
+def create_app(
+    model,
+    tokenizer,
+    *,
+    model_name: str,
+    api_key: str | None = None,
+    max_prompt_tokens: int | None = None,
+    max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
+    default_max_tokens: int | None = None,
+):
+    """A FastAPI app answering OpenAI chat-completion requests with ``model``.
+
+    ``max_prompt_tokens`` defaults to the model's context length minus ``max_tokens_limit``
+    (so any accepted request fits); ``max_tokens`` above ``max_tokens_limit`` is a 400.
+    With ``api_key`` every request needs ``Authorization: Bearer <api_key>``.
+    """
+    from fastapi import Depends, FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    if getattr(tokenizer, "chat_template", None) is None:
+        from ..model.loading import ModelLoadError
+
+        raise ModelLoadError(f"{model_name}: the tokenizer has no chat template, so chat requests cannot be rendered\n"
+                             "  fix: serve a chat model, or a folder written by `sftune train` (it saves the template)")
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if max_prompt_tokens is None:
+        max_prompt_tokens = max(context - max_tokens_limit, context // 2) if context else 8192
+    default_max_tokens = default_max_tokens or min(512, max_tokens_limit)
+    worker = Worker(model, tokenizer)
+    created = int(time.time())
+
+    app = FastAPI(title="sftune", description=f"OpenAI-compatible chat completions for {model_name}")
+    app.state.worker = worker
+
+    @app.exception_handler(APIError)
+    async def _api_error(request, exc: APIError):
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request, exc: RequestValidationError):
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        param = ".".join(loc) or None
+        msg = f"{param}: {first.get('msg', 'invalid request')}" if param else first.get("msg", "invalid request")
+        if len(errs) > 1:
+            msg += f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})"
+        return JSONResponse(APIError(400, msg, param=param, code=first.get("type")).body(), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request, exc: StarletteHTTPException):
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return JSONResponse(APIError(exc.status_code, str(exc.detail), type=kind).body(), status_code=exc.status_code)
+
+    def check_key(request: Request) -> None:
+        if api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), api_key.encode()):
+            raise APIError(401, "missing or incorrect API key: send the header 'Authorization: Bearer <key>' with the key given to --api-key",
+                           code="invalid_api_key")
+
+    @app.get("/v1/models", dependencies=[Depends(check_key)])
+    def list_models():
+        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": created, "owned_by": "sftune"}]}
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
+    def chat_completions(req: ChatRequest):
+        # A sync endpoint: FastAPI runs it in its thread pool, so waiting for the worker blocks no event loop.
+        job = _make_job(req)
+        rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if not req.stream:
+            worker.submit(job)
+            out = [v for k, v in _iter_job(job) if k == "done"][0]
+            return {
+                "id": rid, "object": "chat.completion", "created": now, "model": model_name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": out["text"]},
+                             "finish_reason": out["finish_reason"], "logprobs": None}],
+                "usage": _usage(out),
+            }
+        worker.submit(job)
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return StreamingResponse(_sse(job, rid, now, include_usage), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    def _make_job(req: ChatRequest) -> _Job:
+        from .generate import encode_prompt
+
+        max_tokens = req.max_completion_tokens or req.max_tokens or default_max_tokens
+        if max_tokens > max_tokens_limit:
+            param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
+            raise APIError(400, f"{param} is {max_tokens}, above this server's limit of {max_tokens_limit} (sftune serve --max-tokens-limit)",
+                           param=param, code="max_tokens_too_large")
+        stops = req.stop_list()
+        if len(stops) > 4:
+            raise APIError(400, f"stop has {len(stops)} sequences; at most 4 are allowed", param="stop")
+        msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
+        try:
+            ids = encode_prompt(tokenizer, msgs)
+        except Exception as e:  # templates raise on orders they do not support (e.g. two user turns in a row)
+            raise APIError(400, f"the model's chat template rejected these messages: {e}", param="messages") from None
+        if len(ids) > max_prompt_tokens:
+            raise APIError(400, f"the prompt is {len(ids)} tokens, above this server's limit of {max_prompt_tokens} (sftune serve --max-prompt-tokens)",
+                           param="messages", code="context_length_exceeded")
+        sampling = dict(max_new_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p)
+        return _Job(prompt_ids=ids, sampling=sampling, stop=stops, seed=req.seed)
+
+    def _usage(out: dict) -> dict:
+        return {"prompt_tokens": out["prompt_tokens"], "completion_tokens": out["completion_tokens"],
+                "total_tokens": out["prompt_tokens"] + out["completion_tokens"]}
+
+    def _sse(job: _Job, rid: str, now: int, include_usage: bool):
+        def chunk(delta: dict, finish=None, usage=None, choices=True) -> str:
+            body = {"id": rid, "object": "chat.completion.chunk", "created": now, "model": model_name,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else []}
+            if usage is not None:
+                body["usage"] = usage
+            return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            for kind, value in _iter_job(job):
+                if kind == "text":
+                    yield chunk({"content": value})
+                else:
+                    yield chunk({}, finish=value["finish_reason"])
+                    if include_usage:
+                        yield chunk({}, usage=_usage(value), choices=False)
+            yield "data: [DONE]\n\n"
+        except APIError as e:
+            yield f"data: {json.dumps(e.body())}\n\n"
+        finally:
+            job.cancelled.set()  # a client that disconnected mid-stream frees the worker
+
+    return app
+
+
+def serve(model_name: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+          served_name: str | None = None, max_prompt_tokens: int | None = None,
+          max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT, dtype=None, cache_dir=None) -> None:
+    """Load ``model_name`` and serve it until interrupted (what ``sftune serve`` runs)."""
+    from pathlib import Path
+
+    import uvicorn
+
+    from ..model.loading import load_for_inference
+
+    model, tokenizer = load_for_inference(model_name, dtype=dtype, cache_dir=cache_dir)
+    name = served_name or (Path(model_name).name if model_name != "default" else "SmolLM2-135M-Instruct")
+    app = create_app(model, tokenizer, model_name=name, api_key=api_key,
+                     max_prompt_tokens=max_prompt_tokens, max_tokens_limit=max_tokens_limit)
+    if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
+        log.warning("serving on %s without --api-key: anyone who can reach this port can use the model", host)
+    print(f"serving {name} at http://{host}:{port}/v1  (OpenAI base_url; model id '{name}'"
+          f"{', API key required' if api_key else ''}); Ctrl-C stops", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")
