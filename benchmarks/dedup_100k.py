@@ -15,6 +15,13 @@ common words and phrases, as real text does). Planted rows:
 - exact duplicates: a copy of an earlier row with case, punctuation and spacing changed;
 - near duplicates: a copy of an earlier row with 1-3 words substituted (true word-3-gram
   Jaccard similarity measured and reported; recall is counted over those at or above the threshold).
+
+Last run (2026-11-23, 2 shared CPU cores at load average ~6, so timings are pessimistic; the full
+record is ``benchmarks/results/dedup_100k.json``): 100,000 rows (55.9 MiB JSONL), 1,982 planted
+exact and 5,028 planted near duplicates. ``sftune curate dedup`` end to end 88.9 s, peak RSS
+795 MiB; library call 65.5 s (exact 12.9 s, MinHash 35.3 s, LSH + verification 17.0 s); removed
+1,982 exact + 4,246 near, precision 1.0, recall 1.0 (exact) and 0.993 (near duplicates whose true
+Jaccard is >= 0.8). ``datasketch.MinHash`` per row: 3.9 s per 3,000 rows vs 1.1 s here.
 """
 
 from __future__ import annotations
