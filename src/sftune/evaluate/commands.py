@@ -63,7 +63,7 @@ def cmd_eval(args) -> int:
         args.model, base=args.base, data=data, questions=args.questions, ask=not args.no_questions,
         general_text=args.general_text, forgetting=not args.no_forgetting, compare=not args.no_compare,
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, forgetting_threshold=args.forgetting_threshold,
-        cache_dir=args.cache_dir, use_cache=not args.no_cache,
+        cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=True,
     )
     paths = write_reports(res, args.output or default_output(args.model))
     print(summary(res.to_dict(), paths))

@@ -165,14 +165,17 @@ def run_config(model: str, cache_dir=None):
 
 
 # ---- answers ------------------------------------------------------------------------------------
-def answer(model, tokenizer, questions: list[Question], *, max_new_tokens: int = 256, batch_size: int = 8) -> list[dict]:
+def answer(
+    model, tokenizer, questions: list[Question], *, max_new_tokens: int = 256, batch_size: int = 8, progress: bool = False
+) -> list[dict]:
     """Greedy answers, one dict per question: ``text``, ``completion_tokens``, ``finish_reason``."""
     from ..infer.generate import generate_texts
 
     if not questions:
         return []
     out = generate_texts(
-        model, tokenizer, [q.prompt for q in questions], max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size
+        model, tokenizer, [q.prompt for q in questions], max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size,
+        progress=progress,
     )
     return [
         {"text": r[0]["text"].strip(), "completion_tokens": r[0]["completion_tokens"], "finish_reason": r[0]["finish_reason"]}
@@ -216,17 +219,19 @@ class EvalResult:
         }
 
 
-def _score_side(model, tokenizer, *, heldout_prep, general_prep, questions, max_new_tokens, batch_size) -> dict:
+def _score_side(model, tokenizer, *, heldout_prep, general_prep, questions, max_new_tokens, batch_size, progress) -> dict:
     """Held-out loss, general-text loss and answers for one model."""
     from .heldout import token_loss
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     side: dict = {}
     if heldout_prep is not None:
-        side["heldout"] = token_loss(model, heldout_prep.dataset, pad_token_id=pad, batch_size=batch_size)
+        side["heldout"] = token_loss(model, heldout_prep.dataset, pad_token_id=pad, batch_size=batch_size, progress=progress, desc="held-out loss")
     if general_prep is not None:
-        side["general"] = token_loss(model, general_prep.dataset, pad_token_id=pad, batch_size=batch_size)
-    side["answers"] = answer(model, tokenizer, questions, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        side["general"] = token_loss(
+            model, general_prep.dataset, pad_token_id=pad, batch_size=batch_size, progress=progress, desc="general-text loss"
+        )
+    side["answers"] = answer(model, tokenizer, questions, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     return side
 
 
@@ -246,6 +251,7 @@ def evaluate(
     cache_dir: str | None = None,
     device: str | None = None,
     use_cache: bool = True,
+    progress: bool = False,
 ) -> EvalResult:
     """Evaluate a fine-tuned ``model`` (run folder, model folder, adapter, ``default``) against ``base``.
 
@@ -285,7 +291,8 @@ def evaluate(
     general_prep = None
     if forgetting:
         general_prep = prepare_general_text(cfg, tokenizer, general_text, use_cache=use_cache)
-    kw = dict(heldout_prep=heldout_prep, general_prep=general_prep, questions=qs, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    kw = dict(heldout_prep=heldout_prep, general_prep=general_prep, questions=qs, max_new_tokens=max_new_tokens, batch_size=batch_size,
+              progress=progress)
 
     log.info("evaluating the fine-tuned model %s ...", model)
     ft = _score_side(ft_model, tokenizer, **kw)

@@ -86,8 +86,9 @@ def token_loss(
     *,
     pad_token_id: int = 0,
     batch_size: int = 8,
-    max_batch_tokens: int = 8192,
+    max_batch_tokens: int = 4096,
     progress: bool = False,
+    desc: str = "loss",
 ) -> LossResult:
     """Summed next-token cross-entropy over trained labels, divided by their number.
 
@@ -113,7 +114,7 @@ def token_loss(
     model.eval()
     try:
         batches = _batches([len(r["input_ids"]) for r in rows], batch_size, max_batch_tokens)
-        for idx in tqdm(batches, desc="held-out loss", unit="batch", disable=not progress):
+        for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress):
             batch = collate([rows[i] for i in idx])
             ids = batch["input_ids"].to(device)  # (B, T)
             with torch.no_grad():
@@ -171,5 +172,5 @@ def heldout_loss(
     """
     prep = prepared or prepare_rows(cfg, tokenizer, sources, use_cache=use_cache, progress=progress)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    res = token_loss(model, prep.dataset, pad_token_id=pad, batch_size=batch_size, progress=progress)
+    res = token_loss(model, prep.dataset, pad_token_id=pad, batch_size=batch_size, progress=progress, desc="held-out loss")
     return HeldoutResult(res, prep.report.to_dict(), [s.path for s in sources])
