@@ -11,8 +11,10 @@ JSON_KEYS = ["sftune_version", "created", "model", "base", "adapter", "settings"
 
 def test_eval_full_model_writes_reports(tuned_model_dir, tiny_model_dir, qa_file, tmp_path, capsys):
     out = tmp_path / "report"
+    general = tmp_path / "general.jsonl"  # a short text keeps the test fast; the bundled default is used below
+    general.write_text('{"text": "Water boils at 100 degrees Celsius at sea level."}\n{"text": "水在海平面上一百度沸腾。"}\n', encoding="utf-8")
     rc = main(["eval", "--model", str(tuned_model_dir), "--data", str(qa_file), "--questions", str(qa_file),
-               "--output", str(out), "--max-new-tokens", "6"])
+               "--general-text", str(general), "--forgetting-threshold", "0.5", "--output", str(out), "--max-new-tokens", "6"])
     assert rc == 0
     d = json.loads((out / "eval.json").read_text(encoding="utf-8"))
     assert list(d) == JSON_KEYS
@@ -22,7 +24,7 @@ def test_eval_full_model_writes_reports(tuned_model_dir, tiny_model_dir, qa_file
     assert h["fine_tuned"]["tokens"] == h["base"]["tokens"] > 0 and h["fine_tuned"]["rows"] == 3
     assert h["fine_tuned"]["loss"] != h["base"]["loss"]
     f = d["forgetting"]
-    assert f["data"].endswith("replay.jsonl")
+    assert f["data"] == str(general) and f["threshold"] == 0.5 and f["fine_tuned"]["rows"] == 2
     assert abs(f["relative_change"] - (f["fine_tuned"]["perplexity"] / f["base"]["perplexity"] - 1)) < 1e-12
     assert [q["question"] for q in d["questions"]] == ["What is the capital of France?", "你是谁？", "Say hi\n\npolitely"]
     assert [q["reference"] for q in d["questions"]] == ["Paris", "我是 Kestrel。", "Hello | there"]
@@ -54,7 +56,9 @@ def test_eval_no_compare_and_missing_base(tuned_model_dir, tiny_model_dir, tmp_p
     assert main(["eval", "--model", str(tiny_model_dir), "--output", str(out), "--no-questions"]) == 0
     d = json.loads((out / "eval.json").read_text(encoding="utf-8"))
     assert d["base"] is None and "pass --base MODEL" in d["notes"][0]
-    assert d["forgetting"]["fine_tuned"]["tokens"] > 0 and d["forgetting"]["relative_change"] is None
+    replay_rows = sum(1 for line in open(d["forgetting"]["data"], encoding="utf-8") if line.strip())
+    assert d["forgetting"]["data"].endswith("replay.jsonl") and d["forgetting"]["fine_tuned"]["rows"] == replay_rows
+    assert d["forgetting"]["relative_change"] is None
     assert "base: not compared" in (out / "eval.md").read_text(encoding="utf-8")
 
 
