@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import typing
+import warnings
 from pathlib import Path
 
 from .config import ConfigError, SFTConfig, field_help, load_config
@@ -181,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     for noisy in ("httpx", "urllib3", "filelock", "datasets", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Renamed-API notices raised inside transformers/peft themselves; a user can do nothing about them.
+    warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6", category=FutureWarning)
     if args.command is None:
         parser.print_help()
         return 0
@@ -188,12 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     from .data.templates import TemplateError
 
     known: tuple = (ConfigError, DataError, TemplateError, FileNotFoundError)
-    try:
-        from .model.loading import ModelLoadError
+    from .model.loading import ModelLoadError
+    from .model.methods import MethodError
 
-        known = known + (ModelLoadError,)
-    except ImportError:
-        pass
+    known = known + (ModelLoadError, MethodError)
     try:
         return args.func(args)
     except known as e:

@@ -44,7 +44,8 @@ def test_full_finetune_writes_a_plain_transformers_folder(tiny_model_dir, data_f
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "run"
-    res = train(_cfg(tiny_model_dir, data_file, out, method="full"), progress=False)
+    res = train(_cfg(tiny_model_dir, data_file, out, method="full", report_to=["tensorboard"]), progress=False)
+    assert list(out.glob("runs/*/events.out.tfevents.*")), "no TensorBoard event file"
     for name in ("model.safetensors", "config.json", "tokenizer.json", "sftune_config.yaml", "metrics.jsonl", "loss_curve.png", "run_info.json", "before_after.json"):
         assert (out / name).is_file(), name
     assert not list(out.glob("*.bin"))
@@ -57,6 +58,20 @@ def test_full_finetune_writes_a_plain_transformers_folder(tiny_model_dir, data_f
     assert res.metrics["train_loss"] > 0 and len(res.after) == 1
     losses = [json.loads(l)["loss"] for l in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
     assert len(losses) == 4
+
+
+def test_replay_mixture_is_realised_and_reported(tiny_model_dir, data_file, tmp_path):
+    from sftune.train.run import train
+
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text("\n".join(json.dumps({"text": f"General fact number {i}."}) for i in range(5)) + "\n")
+    out = tmp_path / "run"
+    cfg = _cfg(tiny_model_dir, data_file, out, method="lora", max_steps=2, data=[str(data_file), {"path": str(replay), "share": 0.2}])
+    train(cfg, progress=False, compare=False)
+    mixture = json.loads((out / "run_info.json").read_text())["data"]["mixture"]
+    # 24 instruction rows are 80%, so 30 rows in all and 6 replay rows (5 rows, one used twice)
+    assert [s["rows_out"] for s in mixture["sources"]] == [24, 6]
+    assert [s["share"] for s in mixture["sources"]] == [0.8, 0.2]
 
 
 def test_lora_writes_adapter_loadable_with_peft(tiny_model_dir, data_file, tmp_path):
@@ -165,3 +180,40 @@ def test_bf16_loss_curve_tracks_fp32(tiny_model_dir, data_file, tmp_path):
     assert curves["bf16"] == pytest.approx(curves["fp32"], rel=0.02)
     assert curves["bf16"] != curves["fp32"]  # autocast was really on
     assert curves["fp32"][-1] < curves["fp32"][0]  # it learned something, so tracking is not trivial
+
+
+@pytest.mark.parametrize(
+    "method, extra",
+    [
+        ("dora", {"lora_r": 2}),
+        ("ia3", {}),
+        ("prompt_tuning", {"num_virtual_tokens": 4}),
+        ("prefix_tuning", {"num_virtual_tokens": 4}),
+        ("p_tuning", {"num_virtual_tokens": 4}),
+        ("selective", {"trainable_modules": [r"layers\.1\.self_attn\.(q|v)_proj"]}),
+    ],
+)
+def test_method_changes_its_trainable_weights_and_only_those(tiny_model_dir, data_file, tmp_path, method, extra):
+    from transformers import AutoModelForCausalLM, set_seed
+
+    from sftune.model.methods import apply_method
+    from sftune.train.run import train
+
+    cfg = _cfg(tiny_model_dir, data_file, tmp_path / "run", method=method, learning_rate=5e-2, **extra)
+    # The starting point: train() seeds before initialising adapters, so the same seed rebuilds it.
+    set_seed(cfg.seed)
+    start = {n: p.detach().clone() for n, p in apply_method(AutoModelForCausalLM.from_pretrained(tiny_model_dir), cfg).named_parameters()}
+    res = train(cfg, progress=False, compare=False)
+    trainable = {n: p.detach() for n, p in res.model.named_parameters() if p.requires_grad}
+    frozen = {n: p.detach() for n, p in res.model.named_parameters() if not p.requires_grad}
+    assert trainable and frozen and set(trainable) | set(frozen) == set(start)
+    unchanged = [n for n, p in trainable.items() if torch.equal(p, start[n])]
+    assert not unchanged, f"{method}: trainable tensors left unchanged: {unchanged[:3]}"
+    moved = [n for n, p in frozen.items() if not torch.equal(p, start[n])]
+    assert not moved, f"{method}: frozen weights changed: {moved[:3]}"
+    out = Path(cfg.output_dir)
+    if method == "selective":
+        assert sorted(trainable) == ["model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.v_proj.weight"]
+        assert (out / "model.safetensors").is_file()
+    else:
+        assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from ..config import DataSource, SFTConfig, save_config
+from ..config import ConfigError, DataSource, SFTConfig, save_config
 
 log = logging.getLogger("sftune")
 
@@ -30,6 +30,8 @@ class RunResult:
     before: list[str] = field(default_factory=list)
     after: list[str] = field(default_factory=list)
     questions: list[str] = field(default_factory=list)
+    model: object = None
+    """The trained model as it is in memory (a PeftModel for adapter methods)."""
 
 
 def _world() -> tuple[int, int]:
@@ -45,12 +47,29 @@ def default_output_dir(cfg: SFTConfig) -> Path:
 
 
 def bundled_config_defaults(cfg: SFTConfig) -> SFTConfig:
-    """With no data given, train on the bundled identity + general set (the out-of-the-box demo)."""
+    """With no data given, the out-of-the-box demo: teach the bundled identity, with general data mixed in.
+
+    The general rows (40% of the mixture) keep the model answering ordinary questions while it
+    learns its new name. Epochs and learning rate are set for a run of a few minutes on a CPU
+    unless given explicitly.
+    """
     if cfg.data:
         return cfg
+    explicit = cfg.model_fields_set
     cfg = cfg.model_copy()
-    cfg.data = [DataSource(path=str(RESOURCES / "identity.jsonl")), DataSource(path=str(RESOURCES / "general.jsonl"))]
+    cfg.data = [
+        DataSource(path=str(RESOURCES / "identity.jsonl")),
+        DataSource(path=str(RESOURCES / "general.jsonl"), share=DEMO_GENERAL_SHARE),
+    ]
+    for key, value in DEMO_TRAINING.items():
+        if key not in explicit:
+            setattr(cfg, key, value)
     return cfg
+
+
+#: The demo's schedule: ~60 optimizer steps of 8 chats. Measured to teach the identity (see the README).
+DEMO_GENERAL_SHARE = 0.4
+DEMO_TRAINING = {"num_train_epochs": 2.0, "learning_rate": 5e-4}
 
 
 def eval_questions(cfg: SFTConfig) -> list[str]:
@@ -79,7 +98,12 @@ def load_datasets(cfg: SFTConfig, tokenizer):
         train = preps[0].dataset  # the Trainer's sampler shuffles, seeded
         info["mixture"] = None
     else:
-        train, info["mixture"] = mix([p.dataset for p in preps], [s.weight for s in cfg.data], [s.share for s in cfg.data], seed=cfg.seed)
+        try:
+            train, info["mixture"] = mix([p.dataset for p in preps], [s.weight for s in cfg.data], [s.share for s in cfg.data], seed=cfg.seed)
+        except ValueError as e:
+            raise ConfigError(f"data mixture of {[s.path for s in cfg.data]}: {e}") from None
+        for src, row in zip(cfg.data, info["mixture"]["sources"]):
+            log.info("mixture: %s -> %d rows (%.1f%%, each row used %.2fx)", src.path, row["rows_out"], 100 * row["share"], row["times_each_row"])
     evald = None
     if cfg.eval_data:
         evald = prepare(cfg, tokenizer, list(cfg.eval_data)).dataset
@@ -110,7 +134,7 @@ def training_arguments(cfg: SFTConfig, out: Path, precision_args: dict, has_eval
         save_total_limit=cfg.save_total_limit,
         eval_strategy=("steps" if cfg.eval_steps else "no") if has_eval else "no",
         eval_steps=cfg.eval_steps,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,
         seed=cfg.seed,
         report_to=[r for r in cfg.report_to if r != "none"],
         neftune_noise_alpha=cfg.neftune_alpha,
@@ -215,7 +239,7 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
 
             merge_adapter(out, out / "merged", dtype=saved_dtype(cfg))
     metrics["wall_seconds"] = round(time.perf_counter() - t_start, 1)
-    res = RunResult(out, metrics, before, after, questions)
+    res = RunResult(out, metrics, before, after, questions, model=trainer.model)
     if rank == 0:
         print(summary(res, trainer))
     return res
