@@ -65,3 +65,16 @@ def test_eval_no_compare_and_missing_base(tuned_model_dir, tiny_model_dir, tmp_p
 def test_eval_missing_data_is_a_clear_error(tuned_model_dir, tmp_path, capsys):
     assert main(["eval", "--model", str(tuned_model_dir), "--data", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path)]) == 2
     assert "nope.jsonl" in capsys.readouterr().err
+
+
+def test_eval_unusable_inputs_exit_2_naming_the_file(tuned_model_dir, tmp_path, capsys):
+    bad = tmp_path / "no_answers.jsonl"
+    bad.write_text('{"instruction": "Q without an answer"}\n', encoding="utf-8")
+    args = ["eval", "--model", str(tuned_model_dir), "--output", str(tmp_path / "o"), "--no-forgetting", "--no-compare"]
+    assert main(args + ["--data", str(bad), "--no-questions"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}" in err and "no rows left to evaluate" in err and "missing" in err
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("not json\n", encoding="utf-8")
+    assert main(args + ["--questions", str(broken)]) == 2
+    assert "no usable questions" in capsys.readouterr().err

@@ -104,3 +104,15 @@ def test_question_from_conversation_text_kind():
 
     q = Question.from_conversation(Conversation.text("Once upon a time"))
     assert q.question == "Once upon a time" and q.reference is None and q.prompt.kind == "completion"
+
+
+def test_base_with_another_vocabulary_is_refused(tuned_model_dir, tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from sftune.model.loading import ModelLoadError
+
+    other = tmp_path / "other"
+    LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1)).save_pretrained(other)
+    with pytest.raises(ModelLoadError, match="do not share a vocabulary"):
+        evaluate(str(tuned_model_dir), base=str(other), ask=False, forgetting=False, device="cpu")

@@ -261,7 +261,7 @@ def evaluate(
     bundled replay text); ``forgetting=False`` skips it. ``compare=False`` scores the fine-tuned
     model alone (no base model is loaded). ``base`` defaults to the one the run recorded.
     """
-    from ..model.loading import adapter_base, is_adapter_dir, load_for_inference, load_model, resolve_model
+    from ..model.loading import ModelLoadError, adapter_base, is_adapter_dir, load_for_inference, load_model, resolve_model
     from .forgetting import DEFAULT_GENERAL_TEXT, DEFAULT_THRESHOLD, Forgetting, prepare_general_text
     from .heldout import prepare_rows
 
@@ -312,11 +312,11 @@ def evaluate(
             dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
             dtype = torch.bfloat16 if dev == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
             base_model = load_model(base, dtype=dtype, cache_dir=cache_dir).to(dev).eval()
-            if base_model.get_input_embeddings().weight.shape[0] < len(tokenizer):
-                raise ValueError(
-                    f"the base model {base} has {base_model.get_input_embeddings().weight.shape[0]} token embeddings but "
-                    f"{model}'s tokenizer has {len(tokenizer)} tokens: they do not share a vocabulary. Pass --base with the "
-                    "model this run was fine-tuned from."
+            n_embed = base_model.get_input_embeddings().weight.shape[0]
+            if n_embed < len(tokenizer):
+                raise ModelLoadError(
+                    f"the base model {base} has {n_embed} token embeddings but {model}'s tokenizer has {len(tokenizer)} "
+                    "tokens: they do not share a vocabulary.\n  fix: pass --base with the model this run was fine-tuned from"
                 )
             b = _score_side(base_model, tokenizer, **kw)
             del base_model

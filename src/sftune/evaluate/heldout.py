@@ -150,15 +150,17 @@ class HeldoutResult:
 def prepare_rows(cfg, tokenizer, sources, *, use_cache: bool = True, progress: bool = False):
     """Prepare ``sources`` exactly as training would (``cfg``'s template, mask, max_length).
 
-    Returns the ``Prepared`` object of ``sftune.data.prepare``. Raises ``ValueError`` naming the
+    Returns the ``Prepared`` object of ``sftune.data.prepare``. Raises ``DataError`` naming the
     files when nothing trainable is left.
     """
     from ..data.prepare import prepare
+    from ..data.report import DataError
 
     prep = prepare(cfg, tokenizer, list(sources), use_cache=use_cache, progress=progress)
     if len(prep.dataset) == 0:
         paths = ", ".join(s.path for s in sources)
-        raise ValueError(f"{paths}: no rows left to evaluate after preparation:\n{prep.report.summary()}")
+        raise DataError(f"no rows left to evaluate after preparation:\n{prep.report.summary()}", paths,
+                        fix="check the format and the mask policy (every row needs at least one trained token)")
     return prep
 
 
