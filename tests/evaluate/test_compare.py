@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from sftune.config import DataSource
 from sftune.evaluate.compare import DEFAULT_QUESTIONS, Question, answer, evaluate, load_questions, recorded_base
