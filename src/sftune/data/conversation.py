@@ -106,6 +106,16 @@ class Conversation:
 
     @property
     def prompt_messages(self) -> list[Message]:
-        """Messages before the last assistant turn (what a model is asked)."""
+        """What a model is asked: everything before the last assistant turn, or, for a
+        prompt-only conversation (ending in a user turn), every message.
+
+        >>> c = Conversation([Message("user", "a"), Message("assistant", "b"), Message("user", "c")])
+        >>> [m.content for m in c.prompt_messages]
+        ['a', 'b', 'c']
+        >>> [m.content for m in Conversation([Message("user", "a"), Message("assistant", "b")]).prompt_messages]
+        ['a']
+        """
+        if self.messages and self.messages[-1].role != "assistant":
+            return list(self.messages)
         last = max((i for i, m in enumerate(self.messages) if m.role == "assistant"), default=len(self.messages))
         return self.messages[:last]
