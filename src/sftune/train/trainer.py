@@ -56,8 +56,8 @@ class SFTTrainer(Trainer):
             train = kwargs.get("train_dataset")
             if train is not None:
                 n = len(train)
-                args = kwargs.get("args")
-                kwargs["train_dataset"] = packed_dataset(train, max_length, seed=getattr(args, "seed", 0))
+                seed = getattr(kwargs.get("args"), "seed", 0)
+                kwargs["train_dataset"] = packed_dataset(train, max_length, seed=seed)
                 log.info("packing: %d samples -> %d rows of at most %d tokens", n, len(kwargs["train_dataset"]), max_length)
         if kwargs.get("data_collator") is None:
             kwargs["data_collator"] = _Collator(PackingCollator(pad_id), PaddingCollator(pad_token_id=pad_id))
