@@ -237,6 +237,49 @@ def med(runs, key):
     return statistics.median(vals)
 
 
+def train_and_report(a, modes, model_dir, work, n_samples, peak, say) -> None:
+    """Run every mode ``a.repeats`` times, alternating, and print the medians and ratios."""
+    extra = ["--model", model_dir, "--data", str(work / "rows"), "--samples", str(n_samples), "--precision", a.precision]
+    extra += (["--lora"] if a.lora else []) + (["--grad-ckpt"] if a.grad_ckpt else []) + (["--compile"] if a.compile else [])
+    runs: dict[tuple, list] = {m: [] for m in modes}
+    for r in range(a.repeats):
+        order = modes[r % len(modes):] + modes[: r % len(modes)]  # alternate who goes first
+        for impl, mode in order:
+            res = run_child("train", [*extra, "--impl", impl, "--mode", mode])
+            runs[(impl, mode)].append(res)
+            print(f"  run {r + 1}: {impl} {mode}: {res['tokens_per_s']:.1f} tok/s, first step {res['first_step_s']:.1f} s, "
+                  f"RSS {res['peak_rss_gb']:.2f} GB, loss {res['final_loss']:.4f}, trained tokens {res['trained_tokens']}", flush=True)
+    n_params = next(iter(runs.values()))[0]["n_params"]
+    flops_per_tok = (4 if a.lora else 6) * n_params
+    limit = peak * 1e9 / flops_per_tok
+    say(f"- compute limit: {peak:.0f} GFLOP/s / ({4 if a.lora else 6} × {n_params / 1e6:.1f} M FLOP/token) = {limit:.0f} tokens/s")
+    say("")
+    say("| run | tokens/s (median) | MFU | first step s | peak RSS GB | final loss | trained tokens | steps |")
+    say("|---|---|---|---|---|---|---|---|")
+    meds = {}
+    for (impl, mode), rs in runs.items():
+        m = {k: med(rs, k) for k in ("tokens_per_s", "first_step_s", "peak_rss_gb", "final_loss")}
+        meds[(impl, mode)] = m
+        each = ", ".join(f"{x['tokens_per_s']:.1f}" for x in rs)
+        say(f"| {impl} {mode} | {m['tokens_per_s']:.1f} ({each}) | "
+            f"{100 * m['tokens_per_s'] / limit:.1f}% | {m['first_step_s']:.1f} | {m['peak_rss_gb']:.2f} | {m['final_loss']:.4f} | "
+            f"{rs[0]['trained_tokens']} | {rs[0]['steps']} |")
+    counts = {rs[0]["trained_tokens"] for rs in runs.values()}
+    say("")
+    say(f"- trained-token counts identical across runs: {'yes' if len(counts) == 1 else 'NO: ' + str(sorted(counts))}")
+    trl = [k for k in meds if k[0] == "trl"]
+    ours = [k for k in meds if k[0] == "sftune"]
+    if trl and ours:
+        best_trl = max(trl, key=lambda k: meds[k]["tokens_per_s"])
+        pad = ("trl", "padded") if ("trl", "padded") in meds else best_trl
+        for k in ours:
+            m = meds[k]
+            say(f"- sftune {k[1]} / TRL {best_trl[1]} (TRL's faster mode): tokens/s × {m['tokens_per_s'] / meds[best_trl]['tokens_per_s']:.2f}; "
+                f"peak RSS / TRL {pad[1]}: × {m['peak_rss_gb'] / meds[pad]['peak_rss_gb']:.2f}; "
+                f"share of the compute limit {100 * m['tokens_per_s'] / limit:.0f}%; "
+                f"final loss difference vs TRL {best_trl[1]} {m['final_loss'] - meds[best_trl]['final_loss']:+.4f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=4, help="padded optimizer steps of 8 samples: trains the first steps×8 samples once")
@@ -313,47 +356,9 @@ def main() -> None:
         f"{sum(sub)} tokens (mean {statistics.mean(sub):.0f})")
     say(f"- batch: padded {BATCH} samples/step; packed {PACK_ROWS} rows × {PACK_LEN} tokens/step; lr {LR} constant, seed {SEED}")
     say(f"- matmul peak (2048², {a.precision}): {peak:.0f} GFLOP/s")
-    modes = [tuple(m.split(":")) for m in a.modes.split(",")]
-    extra = ["--model", model_dir, "--data", str(work / "rows"), "--samples", str(n_samples), "--precision", a.precision]
-    extra += (["--lora"] if a.lora else []) + (["--grad-ckpt"] if a.grad_ckpt else []) + (["--compile"] if a.compile else [])
-    runs: dict[tuple, list] = {m: [] for m in modes}
-    for r in range(a.repeats):
-        order = modes[r % len(modes):] + modes[: r % len(modes)]  # alternate who goes first
-        for impl, mode in order:
-            res = run_child("train", [*extra, "--impl", impl, "--mode", mode])
-            runs[(impl, mode)].append(res)
-            print(f"  run {r + 1}: {impl} {mode}: {res['tokens_per_s']:.1f} tok/s, first step {res['first_step_s']:.1f} s, "
-                  f"RSS {res['peak_rss_gb']:.2f} GB, loss {res['final_loss']:.4f}, trained tokens {res['trained_tokens']}", flush=True)
-    n_params = next(iter(runs.values()))[0]["n_params"]
-    flops_per_tok = (4 if a.lora else 6) * n_params
-    limit = peak * 1e9 / flops_per_tok
-    say(f"- compute limit: {peak:.0f} GFLOP/s / ({4 if a.lora else 6} × {n_params / 1e6:.1f} M FLOP/token) = {limit:.0f} tokens/s")
-    say("")
-    say("| run | tokens/s (median) | MFU | first step s | peak RSS GB | final loss | trained tokens | steps |")
-    say("|---|---|---|---|---|---|---|---|")
-    meds = {}
-    for (impl, mode), rs in runs.items():
-        m = {k: med(rs, k) for k in ("tokens_per_s", "first_step_s", "peak_rss_gb", "final_loss")}
-        meds[(impl, mode)] = m
-        each = ", ".join(f"{x['tokens_per_s']:.1f}" for x in rs)
-        say(f"| {impl} {mode} | {m['tokens_per_s']:.1f} ({each}) | "
-            f"{100 * m['tokens_per_s'] / limit:.1f}% | {m['first_step_s']:.1f} | {m['peak_rss_gb']:.2f} | {m['final_loss']:.4f} | "
-            f"{rs[0]['trained_tokens']} | {rs[0]['steps']} |")
-    counts = {rs[0]["trained_tokens"] for rs in runs.values()}
-    say("")
-    say(f"- trained-token counts identical across runs: {'yes' if len(counts) == 1 else 'NO: ' + str(sorted(counts))}")
-    trl = [k for k in meds if k[0] == "trl"]
-    ours = [k for k in meds if k[0] == "sftune"]
-    if trl and ours:
-        best_trl = max(trl, key=lambda k: meds[k]["tokens_per_s"])
-        pad = ("trl", "padded") if ("trl", "padded") in meds else best_trl
-        for k in ours:
-            m = meds[k]
-            say(f"- sftune {k[1]} / TRL {best_trl[1]} (TRL's faster mode): tokens/s × {m['tokens_per_s'] / meds[best_trl]['tokens_per_s']:.2f}; "
-                f"peak RSS / TRL {pad[1]}: × {m['peak_rss_gb'] / meds[pad]['peak_rss_gb']:.2f}; "
-                f"share of the compute limit {100 * m['tokens_per_s'] / limit:.0f}%; "
-                f"final loss difference vs TRL {best_trl[1]} {m['final_loss'] - meds[best_trl]['final_loss']:+.4f}")
-
+    modes = [tuple(m.split(":")) for m in a.modes.split(",") if m]
+    if modes:
+        train_and_report(a, modes, model_dir, work, n_samples, peak, say)
     if not a.no_prep:
         prep_chats = make_chats(a.prep_samples, seed=1)  # untokenized lengths: no filtering needed here
         (work / "prep.jsonl").write_text("".join(json.dumps(c) + "\n" for c in prep_chats))
