@@ -83,3 +83,27 @@ def test_length_grouping_cuts_padding_and_keeps_every_sample_once(tiny_model_dir
 
     grouped, shuffled = _padding(batches(True), lengths), _padding(batches(False), lengths)
     assert grouped < 0.5 * shuffled, (grouped, shuffled)
+
+
+def test_sftune_train_with_packing_end_to_end(tiny_model_dir, tmp_path):
+    import json
+
+    from sftune.config import SFTConfig
+    from sftune.train.run import train
+
+    rows = [
+        {"messages": [{"role": "user", "content": f"What is {a} plus {b}?"}, {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}]}
+        for a in range(5) for b in range(4)
+    ]
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    cfg = SFTConfig(
+        model=str(tiny_model_dir), data=[str(data)], output_dir=str(tmp_path / "out"), max_steps=3,
+        per_device_train_batch_size=2, packing=True, max_length=256, learning_rate=1e-2, logging_steps=1,
+        report_to=["none"], precision="fp32", eval_questions=[], cache_dir=str(tmp_path / "cache"), warmup_ratio=0.0,
+    )
+    res = train(cfg, progress=False, compare=False)
+    entries = [json.loads(line) for line in (res.output_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [e["loss"] for e in entries if "loss" in e]
+    assert len(losses) == 3 and all(0 < x < 20 for x in losses)
+    assert (res.output_dir / "model.safetensors").is_file()
