@@ -102,7 +102,10 @@ class SFTTrainer(Trainer):
             return_outputs and self.compute_metrics is not None  # metrics need the logits
         ):
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        loss = chunked_causal_lm_loss(*parts, inputs, num_items_in_batch)
+        # accelerate applies mixed precision by wrapping model.forward; the decoder is called
+        # directly here, so enter the same autocast explicitly (a no-op in fp32).
+        with self.accelerator.autocast():
+            loss = chunked_causal_lm_loss(*parts, inputs, num_items_in_batch)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             # num_items_in_batch counts every process's tokens while DDP averages the gradients:
             # scale back, as Trainer.compute_loss does for the model's own loss.
