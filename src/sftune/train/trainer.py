@@ -1,11 +1,16 @@
-"""``SFTTrainer``: ``transformers.Trainer`` with sftune's batching.
+"""``SFTTrainer``: ``transformers.Trainer`` with sftune's batching and loss.
 
 The Trainer keeps the loop, the optimizer, mixed precision, checkpoints and distribution. What
-sftune changes is small: the collator (dynamic padding, masks made once at tokenization) and,
-optionally, length-grouped batches so a batch of short chats is not padded to one long one.
-Loss normalisation over gradient accumulation is the Trainer's own: with a model that accepts
-``num_items_in_batch`` (every ``*ForCausalLM`` in transformers) it divides the summed token
-loss by the number of trained tokens in the whole accumulated step, so 1×8 equals 8×1.
+sftune changes is small and visible here:
+
+* the collator: dynamic padding (masks were made once, at tokenization), or packing
+  (``packing=True``: best-fit-decreasing rows of ``max_length`` with ``position_ids`` restarting
+  per sample, see ``sftune.data.packing``);
+* optionally, length-grouped batches so a batch of short chats is not padded to one long one;
+* the loss: a chunked cross-entropy that runs the LM head only on trained tokens and never holds
+  the ``[tokens, vocab]`` logits (``sftune.train.loss``), normalised by the trained tokens of the
+  whole accumulated step across processes (the Trainer's ``num_items_in_batch``), so 1×8
+  accumulation equals 8×1. Models it cannot handle keep their own loss (logged once).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import logging
 from transformers import Trainer
 
 from ..data.collate import PaddingCollator
+from ..data.packing import PackingCollator, packed_dataset
+from .loss import chunked_causal_lm_loss, chunked_parts
 
 log = logging.getLogger("sftune")
 
@@ -22,20 +29,38 @@ log = logging.getLogger("sftune")
 class SFTTrainer(Trainer):
     """A ``Trainer`` over datasets of ``input_ids``/``labels`` rows (see ``sftune.data.prepare``).
 
-    ``group_by_length`` sorts samples by length inside large random mega-batches (the
-    Trainer's ``LengthGroupedSampler``), which cuts padding without changing what is trained.
+    ``packing`` packs the training samples into rows of ``max_length`` tokens; then
+    ``per_device_train_batch_size`` counts packed rows. ``group_by_length`` sorts samples by length
+    inside large random mega-batches (the Trainer's ``LengthGroupedSampler``), which cuts padding
+    without changing what is trained. ``chunked_loss=False`` keeps the model's own loss.
     """
 
-    def __init__(self, *args, packing: bool = False, group_by_length: bool = False, max_length: int | None = None, **kwargs):
-        if packing:
-            raise ValueError("packing is not available in this build yet; train without --packing (use --group-by-length to cut padding)")
+    def __init__(
+        self, *args, packing: bool = False, group_by_length: bool = False, max_length: int | None = None,
+        chunked_loss: bool = True, **kwargs,
+    ):
         self.packing = packing
         self.group_by_length_ = group_by_length
         self.max_length = max_length
+        self.chunked_loss = chunked_loss
+        self._loss_parts = None  # resolved on the first step: (decoder, lm_head) or None
         tok = kwargs.get("processing_class")
+        pad_id = getattr(tok, "pad_token_id", None)
+        pad_id = pad_id if pad_id is not None else 0
+        if packing:
+            if not max_length:
+                raise ValueError("packing=True needs max_length (the packed row length), e.g. --max-length 1024")
+            if group_by_length:
+                log.warning("group_by_length has no effect with packing (packed rows are already nearly full)")
+                self.group_by_length_ = False
+            train = kwargs.get("train_dataset")
+            if train is not None:
+                n = len(train)
+                seed = getattr(kwargs.get("args"), "seed", 0)
+                kwargs["train_dataset"] = packed_dataset(train, max_length, seed=seed)
+                log.info("packing: %d samples -> %d rows of at most %d tokens", n, len(kwargs["train_dataset"]), max_length)
         if kwargs.get("data_collator") is None:
-            pad_id = getattr(tok, "pad_token_id", None)
-            kwargs["data_collator"] = PaddingCollator(pad_token_id=pad_id if pad_id is not None else 0)
+            kwargs["data_collator"] = _Collator(PackingCollator(pad_id), PaddingCollator(pad_token_id=pad_id))
         super().__init__(*args, **kwargs)
 
     def _get_train_sampler(self, train_dataset=None):
@@ -47,3 +72,54 @@ class SFTTrainer(Trainer):
         lengths = [len(x) for x in ds["input_ids"]]
         batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
         return LengthGroupedSampler(batch, dataset=ds, lengths=lengths)
+
+    def _resolve_loss_parts(self, model):
+        if self._loss_parts is None:
+            why = None
+            if not self.chunked_loss:
+                why = "chunked_loss=False"
+            elif self.accelerator.unwrap_model(model) is not model:
+                # DDP/FSDP/DeepSpeed synchronise gradients in their own forward; calling the inner
+                # decoder directly would bypass it.
+                why = f"the model is wrapped by {type(model).__name__}"
+            else:
+                parts, why = chunked_parts(model)
+            if why:
+                log.info("loss: the model's own cross-entropy (chunked loss not used: %s)", why)
+                self._loss_parts = False
+            else:
+                log.info("loss: chunked cross-entropy over trained tokens only")
+                self._loss_parts = parts
+        return self._loss_parts
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if "position_ids" in inputs:
+            # Packed rows: transformers derives the per-sample attention from position_ids only
+            # without a KV cache (and the cache is useless in training anyway).
+            inputs = {**inputs, "use_cache": False}
+        parts = self._resolve_loss_parts(model) if "labels" in inputs else False
+        if not parts or self.label_smoother is not None or self.compute_loss_func is not None or (
+            return_outputs and self.compute_metrics is not None  # metrics need the logits
+        ):
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        # accelerate applies mixed precision by wrapping model.forward; the decoder is called
+        # directly here, so enter the same autocast explicitly (a no-op in fp32).
+        with self.accelerator.autocast():
+            loss = chunked_causal_lm_loss(*parts, inputs, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            # num_items_in_batch counts every process's tokens while DDP averages the gradients:
+            # scale back, as Trainer.compute_loss does for the model's own loss.
+            loss = loss * self.accelerator.num_processes
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+
+class _Collator:
+    """Packed rows (with ``seq_lengths``) through the packing collator, plain samples through the padding one."""
+
+    def __init__(self, packing: PackingCollator, padding: PaddingCollator):
+        self.packing, self.padding = packing, padding
+
+    def __call__(self, rows):
+        if rows and isinstance(rows[0], dict) and "seq_lengths" in rows[0]:
+            return self.packing(rows)
+        return self.padding([{k: r[k] for k in ("input_ids", "labels")} for r in rows])

@@ -1,0 +1,145 @@
+"""Chunked cross-entropy over the LM head: the loss without the ``[tokens, vocab]`` logits.
+
+A causal LM's own loss computes float32 logits for every position (SmolLM2: 49,152 per token,
+so 8 × 264 tokens already take 415 MB, and autograd keeps them plus their softmax for the
+backward). Here the decoder's hidden states are computed once, only the positions that are
+trained (label != -100 after the shift: no prompt, no padding) go through the LM head, in
+chunks, and each chunk's gradient is computed right away in the forward pass; the backward
+then only scales the stored gradients. Peak extra memory is one chunk of logits.
+
+The returned loss is ``sum of token losses / num_items_in_batch``: the Trainer passes the number
+of trained tokens of the whole accumulated step (across processes with
+``average_tokens_across_devices``), so 1 × 8 accumulation equals 8 × 1.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from ..data.tokenize import IGNORE_INDEX
+
+log = logging.getLogger("sftune")
+
+CHUNK_TOKENS = 1024
+"""Trained tokens per LM-head chunk: 1024 × 49,152 float32 logits is 200 MB, small next to the model's activations."""
+
+
+def _matmul_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype autocast would run a matmul in (bf16 under CPU/GPU autocast), else the tensor's own."""
+    dev = t.device.type
+    if torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return t.dtype
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """``sum(cross_entropy(hidden @ weight.T + bias, targets))``, chunk by chunk, gradient computed in forward.
+
+    hidden (N, H), weight (V, H), bias (V,) or None, targets (N,). Logits are made in the matmul
+    dtype (bf16 under autocast) and the log-softmax in float32.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk: int):
+        mm = _matmul_dtype(hidden)
+        need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias is not None and ctx.needs_input_grad[2]
+        w = weight.to(mm)
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
+        for s in range(0, hidden.shape[0], chunk):
+            h = hidden[s : s + chunk].to(mm)  # (C, H)
+            t = targets[s : s + chunk]
+            logits = (h @ w.t()).float()  # (C, V), float32 for the softmax
+            if bias is not None:
+                logits += bias.float()
+            lse = torch.logsumexp(logits, dim=-1)  # (C,)
+            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            if need_h or need_w or need_b:
+                # d(sum loss)/d logits = softmax - onehot, reusing the logits buffer
+                g = logits.sub_(lse[:, None]).exp_()
+                g[torch.arange(len(t), device=t.device), t] -= 1.0
+                if need_b:
+                    grad_b += g.sum(0)
+                g = g.to(mm)
+                if need_h:
+                    grad_h[s : s + chunk] = (g @ w).to(hidden.dtype)
+                if need_w:
+                    grad_w += (g.t() @ h).float()
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.weight_dtype = weight.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        gh = grad_h * grad_out.to(grad_h.dtype) if grad_h is not None else None
+        gw = (grad_w * grad_out).to(ctx.weight_dtype) if grad_w is not None else None
+        gb = (grad_b * grad_out).to(ctx.weight_dtype) if grad_b is not None else None
+        return gh, gw, gb, None, None
+
+
+def linear_cross_entropy_sum(hidden, weight, bias, targets, chunk: int = CHUNK_TOKENS) -> torch.Tensor:
+    """Summed token cross-entropy of ``hidden @ weight.T (+ bias)`` against ``targets`` (float32 scalar)."""
+    return LinearCrossEntropy.apply(hidden, weight, bias, targets, chunk)
+
+
+def chunked_parts(model):
+    """``(decoder, lm_head)`` when the chunked loss can replace the model's own, else ``(None, reason)``.
+
+    Works on a plain ``*ForCausalLM`` and on a peft model whose adapters live inside the layers
+    (LoRA, DoRA, IA3...). Not for prompt/prefix tuning (virtual tokens are prepended inside
+    peft's forward), LM heads that are not a plain ``nn.Linear`` (an adapter on the head itself),
+    or models that post-process logits (soft-capping, logit scales).
+    """
+    base = model
+    peft_cfg = getattr(model, "peft_config", None)
+    if peft_cfg is not None:
+        cfg = peft_cfg.get(getattr(model, "active_adapter", "default")) if isinstance(peft_cfg, dict) else peft_cfg
+        if cfg is not None and getattr(cfg, "is_prompt_learning", False):
+            return None, "prompt/prefix tuning prepends virtual tokens inside peft's forward"
+        base = model.get_base_model()
+    get_head = getattr(base, "get_output_embeddings", None)
+    head = get_head() if get_head else None
+    if type(head) is not nn.Linear:
+        return None, f"its LM head is {type(head).__name__}, not a plain nn.Linear"
+    config = getattr(base, "config", None)
+    for attr in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale"):
+        if getattr(config, attr, None) not in (None, 1, 1.0):
+            return None, f"it rescales its logits ({attr})"
+    get_dec = getattr(base, "get_decoder", None)
+    try:
+        decoder = get_dec() if get_dec else None
+    except Exception:  # noqa: BLE001 - an architecture without a separable decoder
+        decoder = None
+    if decoder is None or decoder is base:
+        return None, f"{type(base).__name__} has no separate decoder (get_decoder())"
+    return (decoder, head), None
+
+
+def chunked_causal_lm_loss(decoder, head, inputs: dict, num_items_in_batch=None, chunk: int = CHUNK_TOKENS) -> torch.Tensor:
+    """Causal-LM loss through ``decoder`` and ``head`` with only trained positions in the LM head.
+
+    ``inputs``: ``input_ids`` (B, T), ``labels`` (B, T), optionally ``attention_mask`` or
+    ``position_ids`` (packed rows). Same value as the model's own loss with the same
+    ``num_items_in_batch`` (or the mean over trained tokens when it is None).
+    """
+    labels = inputs["labels"]
+    fwd = {k: v for k, v in inputs.items() if k not in ("labels", "shift_labels", "use_cache")}
+    hidden = decoder(**fwd, use_cache=False).last_hidden_state  # (B, T, H)
+    if "shift_labels" in inputs:
+        targets = inputs["shift_labels"]
+    else:
+        targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)  # target of position t is label t+1
+    keep = targets != IGNORE_INDEX  # (B, T)
+    h = hidden[keep]  # (N, H): only the trained positions reach the LM head
+    t = targets[keep]
+    total = linear_cross_entropy_sum(h, head.weight, head.bias, t, chunk)
+    denom = num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1)
+    if torch.is_tensor(denom):
+        denom = denom.to(total.device)
+    return total / denom
