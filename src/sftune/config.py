@@ -97,8 +97,6 @@ class SFTConfig(_Strict):
     """Pack several samples into each row (no attention across samples)."""
     group_by_length: bool = False
     """Batch samples of similar length together to cut padding (when not packing)."""
-    num_proc: int | None = None
-    """Processes for tokenisation (default: chosen from the data size)."""
     cache_dir: str | None = None
     """Where prepared datasets and converted models are cached (default: ~/.cache/sftune)."""
 
