@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .collate import PaddingCollator
 from .tokenize import IGNORE_INDEX
 
 
@@ -105,25 +106,21 @@ class PackingCollator:
 
     def __call__(self, items) -> dict[str, torch.Tensor]:
         rows = [self._row(it) for it in items]
-        longest = max(len(ids) for ids, _, _ in rows)
-        if self.pad_to_multiple_of:
-            m = self.pad_to_multiple_of
-            longest = (longest + m - 1) // m * m
-        n = len(rows)
-        input_ids = torch.full((n, longest), self.pad_token_id, dtype=torch.long)  # (R, L)
-        labels = torch.full((n, longest), IGNORE_INDEX, dtype=torch.long)
-        position_ids = torch.zeros((n, longest), dtype=torch.long)
-        for r, (ids, lab, lens) in enumerate(rows):
-            k = len(ids)
-            input_ids[r, :k] = torch.as_tensor(ids, dtype=torch.long)
-            labels[r, :k] = torch.as_tensor(lab, dtype=torch.long)
+        batch = PaddingCollator(self.pad_token_id, self.pad_to_multiple_of)(
+            [{"input_ids": ids, "labels": lab} for ids, lab, _ in rows]
+        )
+        del batch["attention_mask"]  # see the class docstring: position_ids carry the segments
+        labels, longest = batch["labels"], batch["input_ids"].shape[1]
+        position_ids = torch.zeros_like(batch["input_ids"])  # (R, L)
+        for r, (ids, _, lens) in enumerate(rows):
             start = 0
-            for n_tok in lens + [longest - k]:
+            for n_tok in lens + [longest - len(ids)]:
                 position_ids[r, start : start + n_tok] = torch.arange(n_tok)
                 if n_tok:
                     labels[r, start] = IGNORE_INDEX  # never predicted from the previous sample
                 start += n_tok
-        return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
+        batch["position_ids"] = position_ids
+        return batch
 
     @staticmethod
     def _row(item):

@@ -110,9 +110,12 @@ def load_datasets(cfg: SFTConfig, tokenizer):
     elif cfg.eval_split > 0:
         split = train.train_test_split(test_size=cfg.eval_split, seed=cfg.seed)
         train, evald = split["train"], split["test"]
-    return train.remove_columns([c for c in ("source",) if c in train.column_names]), (
-        evald.remove_columns([c for c in ("source",) if c in evald.column_names]) if evald is not None else None
-    ), info
+    return _model_columns(train), (_model_columns(evald) if evald is not None else None), info
+
+
+def _model_columns(ds):
+    """Drop the ``source`` (file:line) column: it is for reports, and the collators take tensors only."""
+    return ds.remove_columns([c for c in ("source",) if c in ds.column_names])
 
 
 def training_arguments(cfg: SFTConfig, out: Path, precision_args: dict, has_eval: bool):
@@ -151,12 +154,8 @@ def ask(model, tokenizer, questions: list[str], max_new_tokens: int = 64) -> lis
     from ..infer.generate import generate_texts
 
     convs = [[{"role": "user", "content": q}] for q in questions]
-    was_training = model.training
-    model.eval()
-    try:
-        res = generate_texts(model, tokenizer, convs, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=8)
-    finally:
-        model.train(was_training)
+    # generate_texts switches to eval mode (no dropout, no NEFTune) and restores the mode itself.
+    res = generate_texts(model, tokenizer, convs, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=8)
     return [r[0]["text"].strip() for r in res]
 
 
