@@ -201,6 +201,16 @@ def _content(value, field: str) -> str:
     raise _Bad(f"field '{field}' is not a string", f"got {_type_name(value)}; give the message text as a string", field)
 
 
+def _first_present(m: dict, keys: list[str]):
+    """The value of the first of ``keys`` that ``m`` holds (not None); a plain loop, as this
+    runs for every message of every row."""
+    for k in keys:
+        v = m.get(k)
+        if v is not None:
+            return v
+    return None
+
+
 def _messages(value, cols: _Columns, field: str, fmt: str) -> list[Message]:
     """Parse a list of message objects into :class:`Message` (roles mapped, weights applied)."""
     value = _maybe_json_list(value)
@@ -214,7 +224,7 @@ def _messages(value, cols: _Columns, field: str, fmt: str) -> list[Message]:
     for m in value:
         if not isinstance(m, dict):
             raise _Bad(f"field '{field}' is not a list of messages", f"an element is {_type_name(m)}, not an object", field)
-        tag = next((m[k] for k in role_keys if m.get(k) is not None), None)
+        tag = _first_present(m, role_keys)
         if tag is None:
             name = f"{field}[].{role_keys[0]}"
             raise _Bad(f"missing field '{name}'", f"every message needs '{role_keys[0]}' (or map the key with columns: {{role: ...}})", name)
@@ -228,7 +238,7 @@ def _messages(value, cols: _Columns, field: str, fmt: str) -> list[Message]:
                 f"map it to a role with columns, e.g. {{assistant: {tag}}} or {{user: {tag}}}",
                 f"{field}[].{role_keys[0]}",
             )
-        raw = next((m[k] for k in content_keys if m.get(k) is not None), None)
+        raw = _first_present(m, content_keys)
         if raw is None:
             name = f"{field}[].{content_keys[0]}"
             raise _Bad(f"missing field '{name}'", f"every message needs '{content_keys[0]}' (or map the key with columns: {{content: ...}})", name)

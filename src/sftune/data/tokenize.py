@@ -19,6 +19,13 @@ multi-turn conversations, because only rendered text is compared. A template tha
 earlier turns when later ones are added (so step 2's prefix property fails) is reported with
 the fix rather than masked wrongly.
 
+Speed, with the same result: for templates that only paste message content into place (proved
+from the template's syntax tree), steps 1-2 are done once per conversation *shape* and reused
+(:mod:`sftune.data.shapes`); step 3 finds each span's first and last token in Rust instead of
+converting every token's offsets to Python. Both shortcuts are checked against the direct way
+on the first conversation of every shape and the first row of every chunk, and ``fast=False``
+turns them off.
+
 >>> # ChatML, "Hi" -> "Hello!": trained tokens are "Hello", "!" and "<|im_end|>"; the "\\n"
 >>> # after <|im_end|> and the whole prompt get label -100.
 """
@@ -32,6 +39,7 @@ import numpy as np
 
 from .conversation import Conversation
 from .report import DataError, DataReport
+from .shapes import ShapeRenderer, opacity_problem
 from .templates import TemplateError, render
 
 log = logging.getLogger(__name__)
@@ -58,7 +66,7 @@ class Encoder:
     completion, whatever the policy but ``all``.
     """
 
-    def __init__(self, tokenizer, template: str, mask: str = "assistant", max_length: int = 2048):
+    def __init__(self, tokenizer, template: str, mask: str = "assistant", max_length: int = 2048, *, fast: bool = True):
         if not getattr(tokenizer, "is_fast", False):
             raise TemplateError(
                 f"{type(tokenizer).__name__} is a slow tokenizer: exact loss masks need character offsets, "
@@ -71,6 +79,16 @@ class Encoder:
         self.mask = mask
         self.max_length = max_length
         self.stats = EncodeStats()
+        # Two shortcuts, each exact and each checked against the direct way as it runs; fast=False
+        # turns both off (same rows, slower: for checking). Content-opaque templates render once
+        # per conversation shape (sftune.data.shapes); loss masks are set from each span's end
+        # tokens (_chat_labels). mask="all" keeps the per-token rule, which skips zero-width tokens.
+        problem = opacity_problem(template) if fast else "fast=False"
+        self.shapes = ShapeRenderer(tokenizer, template) if problem is None else None
+        if problem is not None:
+            log.info("chat template is rendered per conversation (%s)", problem)
+        self._checked_shapes: set[tuple[str, ...]] = set()
+        self._boundary_labels = fast and mask != "all"
         # Tokens that may legitimately end an assistant turn: EOS and the other special tokens
         # (<|im_end|>, <|eot_id|>, <end_of_turn>, ...).
         self.end_ids = set(tokenizer.all_special_ids)
@@ -78,22 +96,48 @@ class Encoder:
             self.end_ids.add(tokenizer.eos_token_id)
 
     # ---- step 1 and 2: text and character spans ---------------------------------------------
-    def _chat_spans(self, conv: Conversation) -> tuple[str, list[tuple[int, int]]]:
-        msgs = [{"role": m.role, "content": m.content} for m in conv.messages]
-        full = render(self.tokenizer, self.template, msgs)
-        if self.mask == "all":
-            return full, [(0, len(full))]
+    def _chosen(self, conv: Conversation) -> list[int]:
+        """Indices of the assistant messages the policy trains."""
         assistant = [i for i, m in enumerate(conv.messages) if m.role == "assistant"]
         if self.mask == "last":
             chosen = assistant[-1:]
         else:
             flagged = [i for i in assistant if conv.messages[i].trainable is True]
             chosen = flagged if (self.mask == "completion" and flagged) else assistant
-        chosen = [i for i in chosen if conv.messages[i].trainable is not False]
+        return [i for i in chosen if conv.messages[i].trainable is not False]
+
+    def _chat_spans(self, conv: Conversation) -> tuple[str, list[tuple[int, int]]]:
+        chosen = [] if self.mask == "all" else self._chosen(conv)
+        if self.shapes is not None:
+            quick = self.shapes.text_and_spans(conv.messages, chosen, whole=self.mask == "all")
+            if quick is not None:
+                roles = tuple(m.role for m in conv.messages)
+                if roles in self._checked_shapes:
+                    return quick
+                # First conversation of this shape: check the fast path against the exact one.
+                exact = self._exact_chat_spans(conv, chosen)
+                if exact == quick:
+                    self._checked_shapes.add(roles)
+                else:
+                    log.warning(
+                        "shape-cached rendering disagreed with the chat template at %s; rendering every "
+                        "conversation in full from here on (slower, same result). Please report this template.",
+                        conv.source or "a conversation",
+                    )
+                    self.shapes = None
+                return exact
+        return self._exact_chat_spans(conv, chosen)
+
+    def _exact_chat_spans(self, conv: Conversation, chosen: list[int]) -> tuple[str, list[tuple[int, int]]]:
+        msgs = [{"role": m.role, "content": m.content} for m in conv.messages]
+        full = render(self.tokenizer, self.template, msgs)
+        if self.mask == "all":
+            return full, [(0, len(full))]
         spans = []
         for i in chosen:
             prefix = render(self.tokenizer, self.template, msgs[:i], add_generation_prompt=True)
-            upto = render(self.tokenizer, self.template, msgs[: i + 1])
+            # the last message's "so far" is the whole conversation: no need to render it again
+            upto = full if i + 1 == len(msgs) else render(self.tokenizer, self.template, msgs[: i + 1])
             if not (upto.startswith(prefix) and full.startswith(upto)):
                 raise TemplateError(
                     f"{conv.source or 'conversation'}: the chat template is not prefix-stable at message {i}: "
@@ -122,8 +166,8 @@ class Encoder:
     # ---- step 3: tokens and labels ----------------------------------------------------------
     def _labels(self, ids: list[int], offsets, spans, raw: bool) -> tuple[list[int], list[int]]:
         ids = list(ids)
-        starts = np.fromiter((o[0] for o in offsets), dtype=np.int64, count=len(offsets))
-        ends = np.fromiter((o[1] for o in offsets), dtype=np.int64, count=len(offsets))
+        off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+        starts, ends = off[:, 0], off[:, 1]
         trained = np.zeros(len(ids), dtype=bool)
         for s, e in spans:
             inside = (starts >= s) & (starts < e) & (ends > starts)
@@ -145,6 +189,92 @@ class Encoder:
         labels = np.where(trained, np.asarray(ids, dtype=np.int64), IGNORE_INDEX).tolist()
         return ids, labels
 
+    def _chat_labels(self, encodings: list, texts: list[str], spans_list: list) -> list[tuple[list[int], list[int]]]:
+        """:meth:`_labels` for template-rendered rows, without converting every token's offsets.
+
+        Token offsets of text encoded without added special tokens never go backwards, so the
+        tokens trained for a span ``[s, e)`` are one run: from the first token starting at or
+        after ``s`` to the last starting before ``e``. ``Encoding.char_to_token`` finds both ends
+        in Rust, and only the few tokens at each end are looked at from Python. Rows where that
+        lookup fails (a character no token covers) take the per-token path; the first row of
+        every chunk takes both paths and they must agree (or the rest of the run goes per token).
+        """
+        out = []
+        for k, (enc, text, spans) in enumerate(zip(encodings, texts, spans_list)):
+            row = None
+            if self._boundary_labels and not isinstance(enc, tuple):
+                row = self._run_labels(enc, len(text), spans, count=k != 0)
+                if k == 0 and row is not None:
+                    slow = self._labels(enc.ids, enc.offsets, spans, False)
+                    if slow != row:
+                        log.warning("boundary-based loss masks disagreed with per-token offsets; using per-token offsets from here on")
+                        self._boundary_labels = False
+                    row = slow
+            if row is None:
+                row = self._labels(*_ids_offsets(enc), spans, False)
+            out.append(row)
+        return out
+
+    def _run_labels(self, enc, n_chars: int, spans, count: bool) -> tuple[list[int], list[int]] | None:
+        ids = enc.ids
+        n = len(ids)
+
+        def first_at(pos: int) -> tuple[int, int] | None:
+            # (index of the first token starting at or after character ``pos``, how many tokens
+            # start before ``pos`` and end after it: those straddle the boundary)
+            if pos >= n_chars:
+                return n, 0
+            t = enc.char_to_token(pos)  # the first token containing pos
+            if t is None:
+                return None
+            first = t
+            while first < n and enc.token_to_chars(first)[0] < pos:
+                first += 1
+            return first, first - t
+
+        labels = [IGNORE_INDEX] * n
+        stats = []
+        for s, e in spans:
+            start, end = first_at(s), first_at(e)
+            if start is None or end is None:
+                return None
+            (a, straddling), (b, _) = start, end
+            stats.append((straddling, a, b))
+            if b > a:
+                labels[a:b] = ids[a:b]
+        if count:
+            check_end = self.mask != "all"
+            for straddling, a, b in stats:
+                self.stats.straddling_tokens += straddling
+                if b <= a:
+                    continue
+                self.stats.spans += 1
+                if not check_end:
+                    continue
+                if ids[b - 1] not in self.end_ids:
+                    self.stats.spans_without_end_token += 1
+                elif len(self.stats.end_token_examples) < 3:
+                    self.stats.end_token_examples.add(self.tokenizer.convert_ids_to_tokens(ids[b - 1]))
+        return list(ids), labels
+
+    def _tokenize(self, texts: list[str], add_special_tokens: bool) -> list:
+        """Per text, a ``tokenizers.Encoding`` or an ``(ids, character offsets)`` pair: exactly
+        what ``tokenizer(texts, ...)`` returns.
+
+        When the Rust tokenizer is configured as ``tokenizer(...)`` would configure it (no
+        truncation, no padding, the same special-token splitting), it is called directly: the
+        Python-side ``BatchEncoding`` conversion costs a third as much as the tokenization itself.
+        """
+        backend = self.tokenizer.backend_tokenizer
+        if (
+            backend.truncation is None
+            and backend.padding is None
+            and backend.encode_special_tokens == bool(getattr(self.tokenizer, "split_special_tokens", False))
+        ):
+            return backend.encode_batch(texts, add_special_tokens=add_special_tokens)
+        enc = self.tokenizer(texts, add_special_tokens=add_special_tokens, return_offsets_mapping=True, verbose=False)
+        return list(zip(enc["input_ids"], enc["offset_mapping"]))
+
     def encode(self, conv: Conversation) -> dict:
         """Encode one conversation. Raises :class:`DataError` when nothing is left to train."""
         return self.encode_many([conv], DataReport(strict=True))[0]
@@ -155,6 +285,11 @@ class Encoder:
         Returns one dict per kept row: ``input_ids``, ``labels``, ``source`` ("file:line").
         Tokenization is batched (one call into the Rust tokenizer per kind) for speed.
         """
+        rendered = self._render_chunk(convs, report)
+        return self._finish_chunk(rendered, self._tokenize_chunk(rendered), report)
+
+    def _render_chunk(self, convs: list[Conversation], report: DataReport) -> list[tuple]:
+        """``(conversation, text, spans, raw)`` per conversation the template could render."""
         rendered = []
         for conv in convs:
             try:
@@ -163,16 +298,25 @@ class Encoder:
                 raise
             except Exception as e:  # a template raising on this row (e.g. raise_exception on roles)
                 report.drop("chat template failed", conv.source, detail=str(e))
-        out: list[dict | None] = [None] * len(rendered)
+        return rendered
+
+    def _tokenize_chunk(self, rendered: list[tuple]) -> dict[bool, list]:
+        out = {}
         for raw in (False, True):
+            texts = [r[1] for r in rendered if r[3] == raw]
+            if texts:
+                out[raw] = self._tokenize(texts, add_special_tokens=raw)
+        return out
+
+    def _finish_chunk(self, rendered: list[tuple], encoded: dict[bool, list], report: DataReport) -> list[dict]:
+        out: list[dict | None] = [None] * len(rendered)
+        for raw, enc in encoded.items():
             idx = [k for k, r in enumerate(rendered) if r[3] == raw]
-            if not idx:
-                continue
-            enc = self.tokenizer(
-                [rendered[k][1] for k in idx], add_special_tokens=raw, return_offsets_mapping=True, verbose=False
-            )
-            for j, k in enumerate(idx):
-                ids, labels = self._labels(enc["input_ids"][j], enc["offset_mapping"][j], rendered[k][2], raw)
+            if raw:
+                rows = [self._labels(*_ids_offsets(e), rendered[k][2], raw) for e, k in zip(enc, idx)]
+            else:
+                rows = self._chat_labels(enc, [rendered[k][1] for k in idx], [rendered[k][2] for k in idx])
+            for (ids, labels), k in zip(rows, idx):
                 out[k] = {"input_ids": ids, "labels": labels}
         rows = []
         for (conv, *_), row in zip(rendered, out):
@@ -204,6 +348,10 @@ class Encoder:
                 "and answer text); they are not trained."
             )
         return w
+
+
+def _ids_offsets(enc) -> tuple[list[int], list]:
+    return enc if isinstance(enc, tuple) else (enc.ids, enc.offsets)
 
 
 def truncate(row: dict, max_length: int) -> dict:
