@@ -103,19 +103,33 @@ def child_train(a) -> dict:
         ))
     ds = load_from_disk(a.data).select(range(a.samples))
     ds = ds.remove_columns([c for c in ds.column_names if c not in ("input_ids", "labels")])
-    packed = a.mode == "packed"
-    batch = PACK_ROWS if packed else BATCH
+    packed = a.mode.startswith("packed")
+    # Every packed mode takes PACK_ROWS rows per optimizer step. "packed-accum" runs them as
+    # PACK_ROWS micro-batches of one row with gradients accumulated (same update, half the
+    # activation memory), "packed-whole" as one pass; plain "packed" is each library's default:
+    # one pass for TRL, and for sftune what `sftune train --packing` does on this machine
+    # (sftune.train.run.micro_batching: one row per pass on CPU).
+    accum = 1
+    if a.mode == "packed-accum" or (a.mode == "packed" and a.impl == "sftune"):
+        from sftune.config import SFTConfig as Cfg
+        from sftune.train.run import micro_batching
+
+        accum = PACK_ROWS if a.mode == "packed-accum" else micro_batching(
+            Cfg(packing=True, per_device_train_batch_size=PACK_ROWS), cuda=torch.cuda.is_available())[1]
+    batch = (PACK_ROWS // accum) if packed else BATCH
 
     steps_t: list[float] = []
     tokens: list[int] = []
+    tokens_at_step: list[int] = []  # real tokens fed so far, at each optimizer step's end
     trained = [0]
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
             steps_t.append(time.perf_counter())
+            tokens_at_step.append(sum(tokens))
 
     common = dict(
-        output_dir=a.out + ".trainer", per_device_train_batch_size=batch, gradient_accumulation_steps=1,
+        output_dir=a.out + ".trainer", per_device_train_batch_size=batch, gradient_accumulation_steps=accum,
         num_train_epochs=1, learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
         logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, seed=SEED, disable_tqdm=True,
         dataloader_num_workers=0, bf16=a.precision == "bf16",
@@ -147,7 +161,7 @@ def child_train(a) -> dict:
     trainer.train()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     n = len(steps_t)
-    steady = (sum(tokens[1:n]) / (steps_t[-1] - steps_t[0])) if n > 1 else float("nan")
+    steady = ((tokens_at_step[-1] - tokens_at_step[0]) / (steps_t[-1] - steps_t[0])) if n > 1 else float("nan")
 
     # the loss of the trained model over the same samples: one code path for every run
     model.eval()
@@ -290,7 +304,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 steps, 1 repeat, no preprocessing comparison")
     ap.add_argument("--no-prep", action="store_true", help="skip the preprocessing comparison")
     ap.add_argument("--prep-samples", type=int, default=4096, help="conversations for the preprocessing comparison")
-    ap.add_argument("--modes", default="trl:padded,trl:packed,sftune:packed", help="impl:mode list, comma-separated")
+    ap.add_argument("--modes", default="trl:padded,trl:packed,sftune:packed",
+                    help="impl:mode list, comma-separated; modes: padded, packed (the library's default), "
+                    "packed-accum (one row per pass, accumulated), packed-whole (all rows in one pass)")
     ap.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing in every run")
     ap.add_argument("--compile", action="store_true", help="torch.compile in every run")
     ap.add_argument("--model", default=None, help="model folder (default: SmolLM2-135M-Instruct via sftune)")

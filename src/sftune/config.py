@@ -94,7 +94,9 @@ class SFTConfig(_Strict):
     system_prompt: str | None = None
     """System message to add to conversations that have none."""
     packing: bool = False
-    """Pack several samples into each row (no attention across samples)."""
+    """Pack several samples into each row of max_length tokens (no attention across samples); the batch size then counts rows."""
+    packed_micro_batch: int | None = None
+    """With packing: rows per forward/backward pass; the rest of the batch is accumulated (same update, less memory). Default: 1 on CPU, the whole batch on GPU."""
     group_by_length: bool = False
     """Batch samples of similar length together to cut padding (when not packing)."""
     cache_dir: str | None = None

@@ -217,3 +217,35 @@ def test_method_changes_its_trainable_weights_and_only_those(tiny_model_dir, dat
         assert (out / "model.safetensors").is_file()
     else:
         assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+
+
+def test_packed_rows_run_one_at_a_time_on_cpu_with_the_same_update(tiny_model_dir, data_file, tmp_path):
+    """With packing, CPU runs pass one packed row at a time and accumulate the step's rows: the
+    loss curve and the trained weights equal those of the whole batch in one pass."""
+    from sftune.train.run import train
+    from transformers import AutoModelForCausalLM
+
+    results = {}
+    for micro in (1, 2):
+        out = tmp_path / f"micro{micro}"
+        cfg = _cfg(tiny_model_dir, data_file, out, method="full", packing=True, max_length=64,
+                   per_device_train_batch_size=2, packed_micro_batch=micro if micro == 2 else None)
+        train(cfg, progress=False, compare=False)
+        args = json.loads((out / "run_info.json").read_text())
+        losses = [json.loads(l)["loss"] for l in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
+        results[micro] = (losses, AutoModelForCausalLM.from_pretrained(out), args)
+    (l1, m1, info1), (l2, m2, _) = results[1], results[2]
+    assert info1["micro_batch"] == 1 and info1["gradient_accumulation_steps"] == 2
+    assert len(l1) == len(l2) == 4
+    assert l1 == pytest.approx(l2, rel=1e-4)
+    for (n, p), (_, q) in zip(m1.named_parameters(), m2.named_parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=n)
+
+
+def test_packed_micro_batch_must_divide_the_batch(tiny_model_dir, data_file, tmp_path):
+    from sftune.config import ConfigError
+    from sftune.train.run import micro_batching
+
+    cfg = _cfg(tiny_model_dir, data_file, tmp_path / "x", packing=True, per_device_train_batch_size=6, packed_micro_batch=4)
+    with pytest.raises(ConfigError, match="1, 2, 3, 6"):
+        micro_batching(cfg, cuda=False)

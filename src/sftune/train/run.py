@@ -118,17 +118,46 @@ def _model_columns(ds):
     return ds.remove_columns([c for c in ("source",) if c in ds.column_names])
 
 
-def training_arguments(cfg: SFTConfig, out: Path, precision_args: dict, has_eval: bool):
+def micro_batching(cfg: SFTConfig, cuda: bool) -> tuple[int, int]:
+    """``(per-device micro-batch, accumulation steps)`` for the configured batch.
+
+    With packing, a step's rows can be run one micro-batch at a time and their gradients summed:
+    the Trainer normalises the loss by the trained tokens of the whole step, so the update is the
+    same, and activation memory shrinks to one micro-batch. On this project's 2-core CPU, one
+    512-token row per pass was also 36% faster than two (benchmarks/README.md), so CPU runs default
+    to one row; GPUs keep the whole batch per pass, which they need to stay busy.
+
+    >>> micro_batching(SFTConfig(packing=True, per_device_train_batch_size=4, gradient_accumulation_steps=2), cuda=False)
+    (1, 8)
+    >>> micro_batching(SFTConfig(packing=True, per_device_train_batch_size=4), cuda=True)
+    (4, 1)
+    >>> micro_batching(SFTConfig(per_device_train_batch_size=4), cuda=False)
+    (4, 1)
+    """
+    batch, accum = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
+    if not cfg.packing:
+        return batch, accum
+    micro = cfg.packed_micro_batch or (batch if cuda else 1)
+    if batch % micro:
+        raise ConfigError(
+            f"packed_micro_batch={micro} does not divide per_device_train_batch_size={batch}: "
+            f"pick a micro-batch of {', '.join(str(d) for d in range(1, batch + 1) if batch % d == 0)} rows"
+        )
+    return micro, accum * (batch // micro)
+
+
+def training_arguments(cfg: SFTConfig, out: Path, precision_args: dict, has_eval: bool, cuda: bool = False):
     from transformers import TrainingArguments
 
+    micro, accum = micro_batching(cfg, cuda)
     kw = dict(
         output_dir=str(out),
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.num_train_epochs,
         max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_train_batch_size=micro,
         per_device_eval_batch_size=cfg.per_device_eval_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        gradient_accumulation_steps=accum,
         warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
         weight_decay=cfg.weight_decay,
         lr_scheduler_type=cfg.lr_scheduler_type,
@@ -211,7 +240,7 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
         with model.disable_adapter():  # the base model, without loading it twice
             before = ask(model, tokenizer, questions)
 
-    args = training_arguments(cfg, out, training_args_for(precision), eval_ds is not None)
+    args = training_arguments(cfg, out, training_args_for(precision), eval_ds is not None, cuda=torch.cuda.is_available())
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
         callbacks=[ProgressBar(progress), MetricsLog(out), CheckpointMarker()],
@@ -289,6 +318,8 @@ def save_outputs(trainer, tokenizer, cfg, out: Path, precision, why, metrics, da
     save_config(cfg, out / "sftune_config.yaml")
     meta = {
         "precision": precision, "precision_reason": why, "world_size": trainer.args.world_size,
+        "micro_batch": trainer.args.per_device_train_batch_size,
+        "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
         "data": data_info, "metrics": metrics,
     }
     (out / "run_info.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
