@@ -223,10 +223,12 @@ def child_prep(a) -> dict:
 
 
 # ---------------------------------------------------------------- parent
-def run_child(kind: str, extra: list[str], timeout: int = 3600) -> dict:
+def run_child(kind: str, extra: list[str], timeout: int = 3600, tokenizer_threads: bool = False) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
-    env = {**os.environ, "PYTHONPATH": str(SRC), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1"}
+    if not tokenizer_threads:
+        env["TOKENIZERS_PARALLELISM"] = "false"
     cmd = [sys.executable, __file__, "--child", kind, "--out", out, *extra]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
@@ -303,7 +305,7 @@ def main() -> None:
     ap.add_argument("--force-bf16", action="store_true", help="run bf16 even on a CPU without AMX/AVX-512-BF16")
     ap.add_argument("--quick", action="store_true", help="2 steps, 1 repeat, no preprocessing comparison")
     ap.add_argument("--no-prep", action="store_true", help="skip the preprocessing comparison")
-    ap.add_argument("--prep-samples", type=int, default=4096, help="conversations for the preprocessing comparison")
+    ap.add_argument("--prep-samples", type=int, default=16384, help="conversations for the preprocessing comparison")
     ap.add_argument("--modes", default="trl:padded,trl:packed,sftune:packed",
                     help="impl:mode list, comma-separated; modes: padded, packed (the library's default), "
                     "packed-accum (one row per pass, accumulated), packed-whole (all rows in one pass)")
@@ -378,11 +380,15 @@ def main() -> None:
     if not a.no_prep:
         prep_chats = make_chats(a.prep_samples, seed=1)  # untokenized lengths: no filtering needed here
         (work / "prep.jsonl").write_text("".join(json.dumps(c) + "\n" for c in prep_chats))
-        p = run_child("prep", ["--model", model_dir, "--data", str(work / "prep.jsonl")])
+        # the tokenizer's own default threading here (training runs switch it off to avoid fork warnings)
+        ps = [run_child("prep", ["--model", model_dir, "--data", str(work / "prep.jsonl")], tokenizer_threads=True)
+              for _ in range(a.repeats)]
+        n = ps[0]["samples"]
+        ours, trl, cached = med(ps, "sftune_s"), med(ps, "trl_s"), med(ps, "sftune_cached_s")
+        ratios = ", ".join(f"{p['trl_s'] / p['sftune_s']:.2f}" for p in ps)
         say("")
-        say(f"- preprocessing {p['samples']} conversations: sftune prepare {p['samples'] / p['sftune_s']:.0f} samples/s "
-            f"({p['sftune_s']:.1f} s), TRL {p['samples'] / p['trl_s']:.0f} samples/s ({p['trl_s']:.1f} s): × {p['trl_s'] / p['sftune_s']:.2f}; "
-            f"sftune cached rerun {p['sftune_cached_s']:.2f} s")
+        say(f"- preprocessing {n} conversations (median of {len(ps)}): sftune prepare {n / ours:.0f} samples/s ({ours:.2f} s), "
+            f"TRL {n / trl:.0f} samples/s ({trl:.2f} s): × {trl / ours:.2f} (each run: {ratios}); sftune cached rerun {cached:.2f} s")
     say(f"- benchmark wall time {time.perf_counter() - T_START:.0f} s")
     if a.save:
         with open(a.save, "a", encoding="utf-8") as f:
