@@ -107,3 +107,23 @@ def test_sftune_train_with_packing_end_to_end(tiny_model_dir, tmp_path):
     losses = [e["loss"] for e in entries if "loss" in e]
     assert len(losses) == 3 and all(0 < x < 20 for x in losses)
     assert list(res.output_dir.glob("*.safetensors"))  # the trained weights were written
+
+
+def test_tokens_seen_counts_every_real_token_when_pad_is_eos(tiny_model_dir, smol_tokenizer, tmp_path):
+    # SmolLM2's pad token is its EOS. Packed batches have no attention_mask, and counting by pad id
+    # would miss every EOS inside the samples; the padding tail must still not count.
+    eos = smol_tokenizer.eos_token_id
+    assert smol_tokenizer.pad_token_id == eos
+    rows = make_rows(12, seed=11)
+    for r in rows:  # every sample ends with a trained EOS, as chat samples do
+        r["input_ids"].append(eos)
+        r["labels"].append(eos)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=2, num_train_epochs=1, use_cpu=True, report_to=[],
+        save_strategy="no", disable_tqdm=True, remove_unused_columns=False, include_num_input_tokens_seen="non_padding",
+    )
+    tr = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=smol_tokenizer,
+                    packing=True, max_length=64)
+    tr.train()
+    assert tr.state.num_input_tokens_seen == sum(len(r["input_ids"]) for r in rows)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 
+import torch
 from transformers import Trainer
 
 from ..data.collate import PaddingCollator
@@ -73,6 +74,19 @@ class SFTTrainer(Trainer):
         batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
         return LengthGroupedSampler(batch, dataset=ds, lengths=lengths)
 
+    def _track_num_input_tokens(self, inputs):
+        # Packed batches carry no attention_mask (see PackingCollator), so the Trainer would count
+        # "non-padding" tokens by pad id, and miss every EOS when pad == EOS (SmolLM2, Qwen, ...).
+        if (
+            self.args.include_num_input_tokens_seen == "non_padding"
+            and "position_ids" in inputs
+            and "attention_mask" not in inputs
+        ):
+            n = torch.as_tensor(packed_real_tokens(inputs, self.processing_class.pad_token_id), device=self.args.device)
+            self.state.num_input_tokens_seen += self.accelerator.gather(n).sum().item()
+            return
+        super()._track_num_input_tokens(inputs)
+
     def _resolve_loss_parts(self, model):
         if self._loss_parts is None:
             why = None
@@ -111,6 +125,28 @@ class SFTTrainer(Trainer):
             # scale back, as Trainer.compute_loss does for the model's own loss.
             loss = loss * self.accelerator.num_processes
         return (loss, {"loss": loss}) if return_outputs else loss
+
+
+def packed_real_tokens(batch: dict, pad_token_id: int) -> int:
+    """Real tokens in a :class:`PackingCollator` batch: everything but each row's padding tail.
+
+    The tail is the row's last segment (``position_ids`` restart there) when it is all pad ids
+    and all untrained; a real sample always has a trained token, so it never looks like that.
+
+    >>> import torch
+    >>> b = {"input_ids": torch.tensor([[5, 2, 7, 2, 2, 2]]), "labels": torch.tensor([[-100, 2, -100, 2, -100, -100]]),
+    ...      "position_ids": torch.tensor([[0, 1, 0, 1, 0, 1]])}
+    >>> packed_real_tokens(b, pad_token_id=2)  # two samples of 2 tokens (ending in EOS == pad), 2 padding
+    4
+    """
+    ids, labels, pos = batch["input_ids"], batch["labels"], batch["position_ids"]
+    total = ids.numel()
+    for r in range(ids.shape[0]):
+        starts = (pos[r] == 0).nonzero().flatten()
+        last = int(starts[-1]) if len(starts) else 0
+        if last > 0 and bool((labels[r, last:] == -100).all()) and bool((ids[r, last:] == pad_token_id).all()):
+            total -= ids.shape[1] - last
+    return total
 
 
 class _Collator:
