@@ -84,7 +84,8 @@ def cmd_prepare(args) -> int:
     prep = prepare(cfg, tok, use_cache=not args.no_cache)
     out = save_prepared(prep, args.output)
     print(prep.report.summary())
-    print(f"prepared {len(prep.dataset)} rows in {prep.seconds:.1f}s{' (from cache)' if prep.cached else ''} -> {out}")
+    speed = " (from cache)" if prep.cached else f" ({prep.rows_per_second:.0f} conversations/s)"
+    print(f"prepared {len(prep.dataset)} rows in {prep.seconds:.1f}s{speed} -> {out}")
     print(f"report: {out / 'data_report.json'}   load with: datasets.load_from_disk({str(out)!r})")
     return 0
 
