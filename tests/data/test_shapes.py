@@ -23,6 +23,8 @@ OPAQUE = [
     "{% for m in messages %}{{ m.role ~ ': ' ~ m.content }}\n{% endfor %}",
     "{% for m in messages %}{% generation %}{{ m['content'] }}{% endgeneration %}{% endfor %}",
     "{% for m in messages %}{% if m['role'] == 'user' %}{{ 'U:' + m['content'] }}{% else %}{{ 'A:' + m['content'] }}{% endif %}{% endfor %}",
+    "{% for m in messages %}{{ loop.index ~ (m.role | upper) ~ ': ' }}{{ m.content }}{% endfor %}{{ messages | length }}",
+    "{% for m in messages %}{{ '<|user|>' if m.role == 'user' else '<|bot|>' }}{{ m.content }}{% endfor %}",
 ]
 NOT_OPAQUE = {
     BUILTIN_TEMPLATES["llama3"]: "'trim' filter",
@@ -36,6 +38,11 @@ NOT_OPAQUE = {
     "{{ messages[0].content if messages[0].content else 'empty' }}": "condition",
     "{{ (messages[0].content | length) ~ '' }}": "'length' filter",
     "{% for m in messages %}{{ m.content": "does not parse",
+    # whole messages written as text: their repr would escape the content
+    "{% for m in messages %}{{ m }}{% endfor %}": "a message is written",
+    "{{ messages | first }}": "a message is written",
+    "{% set rest = messages[1:] %}{% for m in rest %}{{ '<' ~ m }}{% endfor %}": "a message is written",
+    "{% for m in messages %}{{ m['name'] }}: {{ m.content }}{% endfor %}": "a message is written",
 }
 
 

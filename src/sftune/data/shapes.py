@@ -11,7 +11,8 @@ renders per *shape* instead of ``1 + 2 × turns`` per *conversation*.
 Whether a template treats content as opaque is proved from its Jinja syntax tree, not guessed
 (:func:`opacity_problem`): every read of a message's ``content`` must flow straight into the
 output, through ``+``/``~`` concatenation only, never into an ``if``, a filter, a test, a
-``set``, a macro or a call, and nothing may serialise whole messages (``tojson``, ``items()``).
+``set``, a macro or a call, and nothing may serialise whole messages (``tojson``, ``items()``,
+``{{ message }}``).
 Templates that fail (Llama 3's trims content; Qwen3's looks for ``<think>``) keep the exact
 per-conversation renders. As a second guard the first conversation of every shape is also
 rendered the exact way and compared; a difference turns this path off for the rest of the run.
@@ -91,7 +92,74 @@ def opacity_problem(template: str) -> str | None:
             walk(child, parents + (node,))
 
     walk(tree, ())
+    if not problems:
+        problems.extend(_whole_message_outputs(tree))
     return problems[0] if problems else None
+
+
+def _names(node) -> set[str]:
+    """Every variable name in ``node``'s expression, ``node`` itself included."""
+    found = {n.name for n in node.find_all(nodes.Name)}
+    if isinstance(node, nodes.Name):
+        found.add(node.name)
+    return found
+
+
+def _mentions(node, names: set[str]) -> bool:
+    return not _names(node).isdisjoint(names)
+
+
+def _message_names(tree) -> set[str]:
+    """Variables that may hold a message or a list of them: ``messages``, loop variables over
+    them, and names set from expressions that mention them (over-approximated: a name set from
+    ``messages[0]['role']`` counts too, which only ever refuses a template)."""
+    names = {"messages"}
+    for _ in range(8):  # to a fixpoint; templates chain a few names at most
+        before = len(names)
+        for loop in tree.find_all(nodes.For):
+            if _mentions(loop.iter, names):
+                names.update(_names(loop.target))
+        for assign in tree.find_all(nodes.Assign):
+            if _mentions(assign.node, names):
+                names.update(_names(assign.target))
+        if len(names) == before:
+            break
+    return names
+
+
+def _whole_message_outputs(tree) -> list[str]:
+    """Output expressions that would write a message (not just its role or content) as text,
+    e.g. ``{{ message }}`` or ``{{ messages | first }}``: the dict's repr escapes the content."""
+    names = _message_names(tree)
+    problems = []
+
+    def key(node) -> object:
+        if isinstance(node, nodes.Getattr):
+            return node.attr
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            return node.arg.value
+        return None
+
+    def check(expr) -> None:
+        if isinstance(expr, (nodes.Add, nodes.Concat)):
+            for child in expr.iter_child_nodes():
+                check(child)
+        elif isinstance(expr, nodes.CondExpr):
+            check(expr.expr1)
+            if expr.expr2 is not None:
+                check(expr.expr2)
+        elif key(expr) in ("content", "role"):
+            return
+        elif isinstance(expr, nodes.Filter) and (expr.name in ("length", "count") or key(expr.node) == "role"):
+            return  # a number, or the role reformatted (roles are part of the shape)
+        elif _mentions(expr, names):
+            problems.append(f"a message is written into the output other than by its role or content (line {expr.lineno})")
+
+    for out in tree.find_all(nodes.Output):
+        for expr in out.nodes:
+            if not isinstance(expr, nodes.TemplateData):
+                check(expr)
+    return problems
 
 
 def _where(parents: tuple) -> str:
