@@ -197,6 +197,17 @@ class _GenerationTag(Extension):
         return nodes.CallBlock(call, [], [], body).set_lineno(lineno)
 
 
+def trained_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The trained part of an answer's characters ``[start, end)``: without the whitespace a
+    template writes after the end-of-turn token (generation stops before it); ``None`` if empty.
+
+    >>> trained_span("<a>Hi<end>\\n<u>", 3, 11)
+    (3, 10)
+    """
+    end = start + len(text[start:end].rstrip())
+    return (start, end) if end > start else None
+
+
 @dataclass
 class _Shape:
     """One role sequence, rendered with sentinel contents: ``pieces[0] + content[refs[0]] +
@@ -300,9 +311,7 @@ class ShapeRenderer:
             return text, [(0, len(text))]
         spans = []
         for (k1, o1), (k2, o2) in turns:
-            start, end = starts[k1] + o1, starts[k2] + o2
-            # as in the exact path: whitespace after the end-of-turn token is not trained
-            end = start + len(text[start:end].rstrip())
-            if end > start:
-                spans.append((start, end))
+            span = trained_span(text, starts[k1] + o1, starts[k2] + o2)
+            if span:
+                spans.append(span)
         return text, spans

@@ -39,7 +39,7 @@ import numpy as np
 
 from .conversation import Conversation
 from .report import DataError, DataReport
-from .shapes import ShapeRenderer, opacity_problem
+from .shapes import ShapeRenderer, opacity_problem, trained_span
 from .templates import TemplateError, render
 
 log = logging.getLogger(__name__)
@@ -145,10 +145,9 @@ class Encoder:
                     "it in full, so the assistant's span cannot be located exactly (the template rewrites earlier "
                     "turns). Use --mask last, or a template whose turns do not change when later ones are added."
                 )
-            start, end = len(prefix), len(upto)
-            end = start + len(full[start:end].rstrip())
-            if end > start:
-                spans.append((start, end))
+            span = trained_span(full, len(prefix), len(upto))
+            if span:
+                spans.append(span)
         return full, spans
 
     def text_and_spans(self, conv: Conversation) -> tuple[str, list[tuple[int, int]], bool]:
@@ -174,20 +173,23 @@ class Encoder:
             trained |= inside
             self.stats.straddling_tokens += int(np.count_nonzero((starts < s) & (ends > s)))
             if inside.any():
-                self.stats.spans += 1
-                last = int(np.flatnonzero(inside)[-1])
-                if raw or self.mask == "all":
-                    continue
-                if ids[last] not in self.end_ids:
-                    self.stats.spans_without_end_token += 1
-                elif len(self.stats.end_token_examples) < 3:
-                    self.stats.end_token_examples.add(self.tokenizer.convert_ids_to_tokens(ids[last]))
+                self._count_span(ids[int(np.flatnonzero(inside)[-1])], check_end=not raw and self.mask != "all")
         if raw and spans and self.tokenizer.eos_token_id is not None and (not ids or ids[-1] != self.tokenizer.eos_token_id):
             # Raw text and completions end with EOS so the model learns to stop there too.
             ids.append(self.tokenizer.eos_token_id)
             trained = np.append(trained, True)
         labels = np.where(trained, np.asarray(ids, dtype=np.int64), IGNORE_INDEX).tolist()
         return ids, labels
+
+    def _count_span(self, last_id: int, check_end: bool) -> None:
+        """Statistics of one trained span, given its last trained token."""
+        self.stats.spans += 1
+        if not check_end:
+            return
+        if last_id not in self.end_ids:
+            self.stats.spans_without_end_token += 1
+        elif len(self.stats.end_token_examples) < 3:
+            self.stats.end_token_examples.add(self.tokenizer.convert_ids_to_tokens(last_id))
 
     def _chat_labels(self, encodings: list, texts: list[str], spans_list: list) -> list[tuple[list[int], list[int]]]:
         """:meth:`_labels` for template-rendered rows, without converting every token's offsets.
@@ -243,18 +245,10 @@ class Encoder:
             if b > a:
                 labels[a:b] = ids[a:b]
         if count:
-            check_end = self.mask != "all"
             for straddling, a, b in stats:
                 self.stats.straddling_tokens += straddling
-                if b <= a:
-                    continue
-                self.stats.spans += 1
-                if not check_end:
-                    continue
-                if ids[b - 1] not in self.end_ids:
-                    self.stats.spans_without_end_token += 1
-                elif len(self.stats.end_token_examples) < 3:
-                    self.stats.end_token_examples.add(self.tokenizer.convert_ids_to_tokens(ids[b - 1]))
+                if b > a:
+                    self._count_span(ids[b - 1], check_end=self.mask != "all")
         return list(ids), labels
 
     def _tokenize(self, texts: list[str], add_special_tokens: bool) -> list:
