@@ -13,13 +13,14 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import SftuneError
 from .conversation import Source
 
 #: How many example locations to keep per reason.
 EXAMPLES_PER_REASON = 5
 
 
-class DataError(ValueError):
+class DataError(SftuneError, ValueError):
     """A problem with the user's data, with where it is and how to fix it."""
 
     def __init__(self, message: str, source: Source | str | None = None, field: str | None = None, fix: str | None = None):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..errors import SftuneError
+
 log = logging.getLogger(__name__)
 
 CHATML = (
@@ -64,7 +66,7 @@ BUILTIN_TEMPLATES = {"chatml": CHATML, "llama3": LLAMA3, "qwen2.5": QWEN25, "hum
 _ALIASES = {"qwen2_5": "qwen2.5", "qwen": "qwen2.5", "llama-3": "llama3", "plain": "human_assistant", "human-assistant": "human_assistant"}
 
 
-class TemplateError(ValueError):
+class TemplateError(SftuneError, ValueError):
     """A chat template that cannot be used as asked, with the fix."""
 
 

@@ -34,6 +34,8 @@ from typing import Literal
 from fastapi import Request  # module level: FastAPI resolves the (string) annotations from these globals
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import SftuneError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS_LIMIT = 2048
@@ -84,7 +86,7 @@ class ChatRequest(BaseModel):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
 
-class APIError(Exception):
+class APIError(SftuneError):
     """An error answered as OpenAI-style JSON with ``status``."""
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None, code: str | None = None):

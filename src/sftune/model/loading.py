@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..errors import SftuneError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "default"
@@ -31,7 +33,7 @@ DEFAULT_DIRNAME = "SmolLM2-135M-Instruct"
 _MARKER = "sftune_converted.json"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(SftuneError, RuntimeError):
     """A model or tokenizer could not be found or loaded; the message says what to do."""
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import re
 
+from ..errors import SftuneError
+
 log = logging.getLogger("sftune")
 
 #: Linear layers of the decoder blocks, per model_type. Unknown architectures use peft's
@@ -31,7 +33,7 @@ LORA_TARGETS = {
 PEFT_METHODS = ("lora", "qlora", "dora", "ia3", "prompt_tuning", "prefix_tuning", "p_tuning")
 
 
-class MethodError(ValueError):
+class MethodError(SftuneError, ValueError):
     """A method that cannot be applied as configured, with the fix."""
 
 
