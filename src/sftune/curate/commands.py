@@ -26,7 +26,7 @@ EPILOG = """examples:
 
 # ---- shared plumbing ------------------------------------------------------------------------
 def _common(p: argparse.ArgumentParser, keys: list[str]) -> None:
-    from ..cli import add_config_args
+    from ..commands.flags import add_config_args
 
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file with the same keys as the flags (data, format, model, ...)")
     add_config_args(p, keys)
@@ -35,8 +35,8 @@ def _common(p: argparse.ArgumentParser, keys: list[str]) -> None:
 
 def _setup(args, keys: list[str], name: str, extra_inputs: list[str] = (), require_answer: bool = False, read: bool = True):
     """Config, checked output path, report and the conversations read from --data (``None`` when not ``read``)."""
-    from ..cli import config_from_args
-    from ..config import ConfigError
+    from ..commands.flags import config_from_args
+    from ..errors import ConfigError
     from ..data.report import DataReport
     from .io import CurateReport, check_output, read_sources
 
@@ -93,30 +93,29 @@ def cmd_filter(args) -> int:
 
 
 def cmd_dedup(args) -> int:
-    from .dedup import DedupOptions, dedup_conversations
+    from ..commands.flags import options_from_args
+    from ..options import DedupOptions
+    from .dedup import dedup_conversations
 
+    opts = options_from_args(args, DedupOptions)
     _, out, report, reading, convs = _setup(args, READ_KEYS, "dedup")
-    opts = DedupOptions(
-        exact=not args.no_exact, near=not args.no_near, threshold=args.threshold, key=args.key, shingle=args.shingle,
-        ngram=args.ngram or (3 if args.shingle == "word" else 5), num_perm=args.num_perm, seed=args.seed,
-    )
     kept = dedup_conversations(convs, opts, report)
     return _finish(report, reading, out, kept)
 
 
 def cmd_decontaminate(args) -> int:
-    from ..cli import _parse_source
-    from ..config import DataSource
+    from ..commands.flags import options_from_args
     from ..data.report import DataReport
-    from .decontaminate import DecontamOptions, decontaminate
+    from ..options import DataSource, DecontaminateOptions
+    from .decontaminate import decontaminate
     from .io import read_sources
 
-    evals = [DataSource(**_parse_source(s)) for s in args.eval]
+    opts = options_from_args(args, DecontaminateOptions)
+    evals = [DataSource.parse(s) for s in args.eval]
     cfg, out, report, reading, convs = _setup(args, READ_KEYS, "decontaminate", [s.path for s in evals])
     eval_report = DataReport()
     eval_convs = read_sources(evals, eval_report, require_answer=False, default_format=cfg.format)
     report.details["eval_read"] = eval_report.to_dict()
-    opts = DecontamOptions(ngram=args.ngram, min_short=args.min_short, fields=args.fields)
     kept = decontaminate(convs, eval_convs, report, opts)
     return _finish(report, reading, out, kept)
 
@@ -127,29 +126,39 @@ def _load_model(cfg):
     return load_for_inference(cfg.model, cache_dir=cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
 
 
+DISTILL_SAMPLING = ["temperature", "top_p", "max_new_tokens", "seed"]
+BEST_OF_K_SAMPLING = DISTILL_SAMPLING + ["top_k"]
+
+
 def cmd_distill(args) -> int:
+    from ..commands.flags import options_from_args
+    from ..options import SamplingOptions
+    from ..options.sampling import DISTILL_DEFAULTS
     from .distill import DistillOptions, distill
 
+    s = options_from_args(args, SamplingOptions, DISTILL_SAMPLING, defaults=DISTILL_DEFAULTS)
+    opts = DistillOptions(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, batch_size=args.batch_size,
+                          seed=s.seed, keep_truncated=args.keep_truncated)
     cfg, out, report, reading, convs = _setup(args, READ_KEYS + MODEL_KEYS, "distill", require_answer=False)
-    opts = DistillOptions(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, batch_size=args.batch_size,
-        seed=args.seed, keep_truncated=args.keep_truncated,
-    )
     model, tok = _load_model(cfg)
     distill(convs, model, tok, out, report, opts, teacher=cfg.model, progress=not args.no_progress)
     return _finish(report, reading, out)
 
 
 def cmd_best_of_k(args) -> int:
-    from ..config import ConfigError
+    from ..commands.flags import options_from_args
+    from ..errors import ConfigError
+    from ..options import SamplingOptions
+    from ..options.sampling import BEST_OF_K_DEFAULTS
     from .best_of_k import BestOfKOptions, RewardModel, best_of_k, callable_scorer
     from .plugins import load_callable
 
     if bool(args.reward) == bool(args.reward_model):
         raise ConfigError("best-of-k: give exactly one of --reward MODULE:FUNCTION or --reward-model PATH")
+    s = options_from_args(args, SamplingOptions, BEST_OF_K_SAMPLING, defaults=BEST_OF_K_DEFAULTS)
     opts = BestOfKOptions(
-        k=args.k, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, max_new_tokens=args.max_new_tokens,
-        seed=args.seed, keep_scores=args.keep_scores, drop_truncated=args.drop_truncated,
+        k=args.k, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, max_new_tokens=s.max_new_tokens,
+        seed=s.seed, keep_scores=args.keep_scores, drop_truncated=args.drop_truncated,
     )
     if args.reward:
         scorer, reward = callable_scorer(load_callable(args.reward, "--reward"), args.reward), args.reward
@@ -207,43 +216,34 @@ def register(sub) -> None:
     s.add_argument("--predicate", metavar="MODULE:FUNCTION", help="your rule: called with the Conversation, returns True to keep (module name or path/to/file.py)")
     s.set_defaults(func=cmd_filter)
 
+    from ..commands.flags import add_option_args
+    from ..options import DecontaminateOptions, DedupOptions, SamplingOptions
+    from ..options.sampling import BEST_OF_K_DEFAULTS, DISTILL_DEFAULTS
+
     s = cs.add_parser("dedup", help="remove exact and near duplicates (MinHash/LSH), keeping the first occurrence")
     _common(s, READ_KEYS)
-    s.add_argument("--no-exact", action="store_true", help="skip exact-duplicate removal")
-    s.add_argument("--no-near", action="store_true", help="skip near-duplicate removal")
-    s.add_argument("--threshold", type=float, default=0.8, help="Jaccard similarity of shingle sets for near duplicates (default 0.8)")
-    s.add_argument("--key", choices=["conversation", "prompt", "answer"], default="conversation", help="what is compared (default: conversation)")
-    s.add_argument("--shingle", choices=["word", "char"], default="word", help="word n-grams (CJK characters count as words) or character n-grams")
-    s.add_argument("--ngram", type=int, metavar="N", help="shingle length (default 3 words or 5 characters)")
-    s.add_argument("--num-perm", type=int, default=128, metavar="N", help="MinHash permutations (default 128)")
-    s.add_argument("--seed", type=int, default=0, help="MinHash seed (fixed: same input, same output)")
+    add_option_args(s.add_argument_group("dedup"), DedupOptions)
     s.set_defaults(func=cmd_dedup)
 
     s = cs.add_parser("decontaminate", help="remove training rows sharing long n-grams with an evaluation set")
     _common(s, READ_KEYS)
     s.add_argument("--eval", action="append", required=True, metavar="PATH[,format=F]", help="evaluation set (any input format; repeatable)")
-    s.add_argument("--ngram", type=int, default=13, metavar="N", help="n-gram length in words, characters for CJK (default 13)")
-    s.add_argument("--min-short", type=int, default=8, metavar="N", help="eval fields with N..ngram-1 words are matched whole (default 8)")
-    s.add_argument("--fields", choices=["prompt", "answer", "both"], default="both", help="training fields checked (default both)")
+    add_option_args(s.add_argument_group("decontaminate"), DecontaminateOptions)
     s.set_defaults(func=cmd_decontaminate)
 
     for name, helptext in (("distill", "a teacher model writes the answers (resumable)"),
                            ("best-of-k", "K sampled answers per prompt, keep the best by a reward (resumable)")):
         s = cs.add_parser(name, help=helptext)
         _common(s, READ_KEYS + MODEL_KEYS)
-        s.add_argument("--max-new-tokens", type=int, default=512, metavar="N", help="answer length limit (default 512)")
-        s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1.0)")
-        s.add_argument("--seed", type=int, default=0, help="sampling seed")
         s.add_argument("--no-progress", action="store_true", help="no progress bar")
         if name == "distill":
-            s.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+            add_option_args(s.add_argument_group("sampling"), SamplingOptions, DISTILL_SAMPLING, defaults=DISTILL_DEFAULTS)
             s.add_argument("--batch-size", type=int, default=8, metavar="N", help="prompts per forward pass (default 8)")
             s.add_argument("--keep-truncated", action="store_true", help="keep answers cut by --max-new-tokens (default: drop and count them)")
             s.set_defaults(func=cmd_distill)
         else:
+            add_option_args(s.add_argument_group("sampling"), SamplingOptions, BEST_OF_K_SAMPLING, defaults=BEST_OF_K_DEFAULTS)
             s.add_argument("-k", "--k", type=int, default=4, help="candidates per prompt (default 4)")
-            s.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
-            s.add_argument("--top-k", type=int, default=0, help="top-k sampling (default 0 = off)")
             s.add_argument("--reward", metavar="MODULE:FUNCTION", help="reward callable fn(prompt_messages, answer) -> float")
             s.add_argument("--reward-model", metavar="PATH", help="sequence-classification reward model folder (or hub name)")
             s.add_argument("--reward-label", type=int, metavar="I", help="logit used for a multi-label reward model (default: the last label)")

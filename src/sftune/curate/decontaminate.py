@@ -27,28 +27,15 @@ small; a false match would need a 64-bit collision.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 
-from ..config import ConfigError
 from ..data.conversation import Conversation
+from ..options.curation import DecontaminateOptions
 from .io import CurateReport, where
 from .text import answer_text, prompt_text, words
 
 
-@dataclass
-class DecontamOptions:
-    ngram: int = 13
-    """n-gram length in words (characters for CJK text)."""
-    min_short: int = 8
-    """Evaluation fields with min_short..ngram-1 words are matched whole; shorter ones are ignored."""
-    fields: str = "both"
-    """Which training fields are checked: prompt, answer or both."""
-
-    def __post_init__(self):
-        if self.ngram < 1:
-            raise ConfigError(f"--ngram must be >= 1, got {self.ngram}")
-        if self.fields not in ("prompt", "answer", "both"):
-            raise ConfigError(f"--fields {self.fields!r}: use prompt, answer or both")
+# The options live with the other option groups (sftune.options.DecontaminateOptions).
+DecontamOptions = DecontaminateOptions
 
 
 class EvalIndex:

@@ -31,7 +31,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..config import ConfigError
+from ..errors import ConfigError
+from ..options.curation import DedupOptions as _DedupOptions
 from ..data.conversation import Conversation
 from .io import CurateReport, where
 from .text import answer_text, full_text, normalize, prompt_text, words
@@ -271,28 +272,8 @@ def exact_duplicates(texts: list[str], normalized: bool = False) -> dict[int, in
 KEYS = {"conversation": full_text, "prompt": prompt_text, "answer": lambda c: answer_text(c) or ""}
 
 
-@dataclass
-class DedupOptions:
-    exact: bool = True
-    """Remove exact duplicates of the normalised text."""
-    near: bool = True
-    """Remove near duplicates (MinHash/LSH)."""
-    threshold: float = 0.8
-    """Jaccard similarity of the shingle sets at which two rows count as near duplicates."""
-    key: str = "conversation"
-    """What is compared: the whole conversation, the prompt only, or the answer only."""
-    shingle: str = "word"
-    """word (n words; CJK characters count as words) or char (n characters)."""
-    ngram: int = 3
-    num_perm: int = 128
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.key not in KEYS:
-            raise ConfigError(f"--key {self.key!r}: use one of {', '.join(KEYS)}")
-        if not 0 < self.threshold <= 1:
-            raise ConfigError(f"--threshold must be in (0, 1], got {self.threshold}")
-        MinHasher(self.num_perm, self.shingle, self.ngram, self.seed)  # validates
+# The options (and the one ngram default: 3 words or 5 characters) live with the other option groups.
+DedupOptions = _DedupOptions
 
 
 def dedup_conversations(convs: list[Conversation], opts: DedupOptions, report: CurateReport) -> list[Conversation]:

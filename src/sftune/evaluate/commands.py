@@ -1,4 +1,7 @@
-"""``sftune eval``: a thin layer over :func:`sftune.evaluate.compare.evaluate` and the reports."""
+"""``sftune eval``: a thin layer over :func:`sftune.evaluate.compare.evaluate` and the reports.
+
+Its flags are generated from :class:`~sftune.options.EvaluationOptions` (plus ``--model``/``--cache-dir``).
+"""
 
 from __future__ import annotations
 
@@ -19,25 +22,17 @@ Writes eval.json, eval.md and eval.html to --output (default: MODEL/eval for a f
 
 
 def register(sub) -> None:
+    from ..commands.flags import add_option_args
+    from ..options import EvaluationOptions, ModelOptions
+
     p = sub.add_parser(
         "eval", help="before/after report: held-out loss, answers side by side, scores, forgetting",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, metavar="RUN_DIR", help="fine-tuned run folder, model folder, adapter folder or 'default'")
-    p.add_argument("--base", metavar="MODEL", help="base model to compare against (default: the one the run recorded)")
-    p.add_argument("--data", action="append", metavar="PATH[,format=F]", help="held-out data (any format; repeat for several)")
-    p.add_argument("--questions", metavar="FILE", help="questions, answers optional (any data format, a .txt with one per line, "
-                   "or a JSON object of lists; default: the bundled eval questions)")
-    p.add_argument("--no-questions", action="store_true", help="do not generate answers")
-    p.add_argument("--general-text", metavar="FILE", help="text for the forgetting check (default: the bundled replay.jsonl)")
-    p.add_argument("--no-forgetting", action="store_true", help="skip the general-text perplexity check")
-    p.add_argument("--forgetting-threshold", type=float, default=None, metavar="X",
-                   help="warn when general-text perplexity rises by more than this fraction (default: 0.10)")
-    p.add_argument("--output", metavar="DIR", help="where to write eval.json/md/html")
-    p.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="answer length limit (default: 256)")
-    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="rows per forward pass (default: 8)")
-    p.add_argument("--no-compare", action="store_true", help="score the fine-tuned model alone (no base model)")
-    p.add_argument("--cache-dir", metavar="DIR", help="where converted models and prepared data are cached")
+    add_option_args(p, ModelOptions, ["model"], required=("model",),
+                    helps={"model": "fine-tuned run folder, model folder, adapter folder or 'default'"})
+    add_option_args(p, EvaluationOptions)
+    add_option_args(p, ModelOptions, ["cache_dir"])
     p.add_argument("--no-cache", action="store_true", help="re-read and re-tokenize the data even if cached")
     p.set_defaults(func=cmd_eval)
 
@@ -48,23 +43,21 @@ def default_output(model: str) -> Path:
 
 
 def cmd_eval(args) -> int:
-    from ..cli import _parse_source
-    from ..config import ConfigError, DataSource
+    from ..commands.flags import options_from_args
+    from ..options import EvaluationOptions
     from .compare import evaluate
     from .report import summary, write_reports
 
-    if args.max_new_tokens < 1 or args.batch_size < 1:
-        raise ConfigError("--max-new-tokens and --batch-size must be at least 1")
-    data = [DataSource(**_parse_source(s)) for s in (args.data or [])]
-    for src in data:
+    o = options_from_args(args, EvaluationOptions)
+    for src in o.data:
         if not Path(src.path).exists() and src.path.count("/") != 1:
             raise FileNotFoundError(f"--data {src.path}: no such file or folder")
     res = evaluate(
-        args.model, base=args.base, data=data, questions=args.questions, ask=not args.no_questions,
-        general_text=args.general_text, forgetting=not args.no_forgetting, compare=not args.no_compare,
-        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, forgetting_threshold=args.forgetting_threshold,
+        args.model, base=o.base, data=o.data, questions=o.questions, ask=o.ask,
+        general_text=o.general_text, forgetting=o.forgetting, compare=o.compare,
+        max_new_tokens=o.max_new_tokens, batch_size=o.batch_size, forgetting_threshold=o.forgetting_threshold,
         cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=True,
     )
-    paths = write_reports(res, args.output or default_output(args.model))
+    paths = write_reports(res, o.output or default_output(args.model))
     print(summary(res.to_dict(), paths))
     return 0

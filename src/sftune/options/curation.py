@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from .base import OptionGroup
 
@@ -24,10 +24,10 @@ class DedupOptions(OptionGroup):
 
     group_name: ClassVar[str] = "dedup"
 
-    exact: bool = True
-    """Remove exact duplicates of the normalised text."""
-    near: bool = True
-    """Remove near duplicates (MinHash/LSH)."""
+    exact: bool = Field(default=True, json_schema_extra={"flag": "--no-exact"})
+    """Remove exact duplicates of the normalised text; --no-exact skips them."""
+    near: bool = Field(default=True, json_schema_extra={"flag": "--no-near"})
+    """Remove near duplicates (MinHash/LSH); --no-near skips them."""
     threshold: float = 0.8
     """Jaccard similarity of the shingle sets at which two rows count as near duplicates, in (0, 1]."""
     key: Literal["conversation", "prompt", "answer"] = "conversation"
