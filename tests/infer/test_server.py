@@ -133,6 +133,16 @@ def test_wrong_or_missing_key(server):
         ({"messages": ASK, "temperature": -1}, "temperature"),
         ({"messages": ASK, "max_tokens": 10_000}, "max_tokens"),  # above the server's limit
         ({"messages": [{"role": "user", "content": "word " * 400}]}, "messages"),  # prompt too long
+        ({"messages": ASK, "max_tokens": 0}, "max_tokens"),
+        ({"messages": ASK, "top_p": 0}, "top_p"),
+        ({"messages": ASK, "frequency_penalty": 3}, "frequency_penalty"),
+        ({"messages": ASK, "presence_penalty": -2.5}, "presence_penalty"),
+        ({"messages": ASK, "logit_bias": {"hello": 5}}, "logit_bias"),  # keys must be token ids
+        ({"messages": ASK, "logit_bias": {"5": 500}}, "logit_bias"),  # values in [-100, 100]
+        ({"messages": ASK, "logit_bias": {"99999999": 5}}, "logit_bias"),  # outside the vocabulary
+        ({"messages": ASK, "n": 0}, "n"),
+        ({"messages": ASK, "n": 2, "temperature": 0}, "n"),  # n identical greedy answers: refused
+        ({"messages": ASK, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ],
 )
 def test_bad_requests_get_openai_style_400(server, body, param):
@@ -171,3 +181,34 @@ def test_model_without_chat_template_is_refused_at_startup(tiny):
     plain.chat_template = None
     with pytest.raises(ModelLoadError, match="no chat template"):
         create_app(model, plain, model_name="x")
+
+
+def test_logit_bias_and_penalties_are_applied(client, tiny):
+    from sftune.infer.generate import generate_texts
+
+    model, tok = tiny
+    tid = 300
+    r = client.chat.completions.create(model="tiny", messages=ASK, temperature=0, max_tokens=5, logit_bias={str(tid): 100})
+    assert r.choices[0].message.content == tok.decode([tid] * 5)
+    kw = dict(max_new_tokens=8, logit_bias={tid: 8}, frequency_penalty=2.0, presence_penalty=1.0)
+    ref = generate_texts(model, tok, [ASK], **kw)[0][0]["text"]  # the library path with the same parameters
+    plain = client.chat.completions.create(model="tiny", messages=ASK, temperature=0, max_tokens=8, logit_bias={str(tid): 8})
+    penal = client.chat.completions.create(model="tiny", messages=ASK, temperature=0, max_tokens=8, logit_bias={str(tid): 8},
+                                           frequency_penalty=2.0, presence_penalty=1.0)
+    assert penal.choices[0].message.content == ref != plain.choices[0].message.content
+
+
+def test_n_choices_plain_and_streamed(client):
+    kw = dict(model="tiny", messages=ASK, temperature=1.0, max_tokens=6, n=3, seed=11)
+    r = client.chat.completions.create(**kw)
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    texts = [c.message.content for c in r.choices]
+    assert len(set(texts)) > 1  # sampled with seeds 11, 12, 13: not three copies
+    assert texts == [c.message.content for c in client.chat.completions.create(**kw).choices]  # seeded: repeatable
+    assert r.usage.completion_tokens == sum(
+        client.chat.completions.create(model="tiny", messages=ASK, temperature=1.0, max_tokens=6, seed=11 + i).usage.completion_tokens
+        for i in range(3))
+    chunks = list(client.chat.completions.create(**kw, stream=True, stream_options={"include_usage": True}))
+    streamed = ["".join(c.choices[0].delta.content or "" for c in chunks if c.choices and c.choices[0].index == i) for i in range(3)]
+    assert streamed == texts
+    assert chunks[-1].usage.completion_tokens == r.usage.completion_tokens
