@@ -42,3 +42,36 @@ def test_config_typo_exits_2_with_suggestion(tmp_path, capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 0
     assert "sftune" in capsys.readouterr().out
+
+
+def test_inference_flags_come_from_the_option_groups(capsys):
+    p = build_parser()
+    a = p.parse_args(["chat", "--model", "m", "--dtype", "bfloat16", "--frequency-penalty", "0.5", "--stop", "END"])
+    assert a.precision == "bf16" and a.frequency_penalty == 0.5 and a.stop == ["END"]  # old --dtype maps onto --precision
+    assert p.parse_args(["serve", "--model", "m", "--precision", "fp16", "--port", "9000"]).port == 9000
+    with pytest.raises(SystemExit):
+        main(["chat", "--help"])
+    out = capsys.readouterr().out
+    assert "--precision" in out and "[--dtype" not in out and "(default: 0.7)" in out  # chat's own temperature default
+
+
+def test_sampling_checks_are_the_library_s(tmp_path, capsys):
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "hi"}\n')
+    # refused by SamplingOptions before any model is loaded; main() catches SftuneError once
+    assert main(["generate", "--model", "x", "--input", str(f), "--output", str(tmp_path / "o.jsonl"), "--top-p", "0"]) == 2
+    assert "top_p must be in (0, 1]" in capsys.readouterr().err
+    assert main(["generate", "--model", "x", "--input", str(f), "--output", str(tmp_path / "o.jsonl"), "--num-return-sequences", "2"]) == 2
+    assert "needs sampling" in capsys.readouterr().err
+
+
+def test_no_library_module_imports_the_cli():
+    import pathlib
+
+    import sftune
+
+    root = pathlib.Path(sftune.__file__).parent
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
+                 if p.name not in ("cli.py", "__main__.py") and ("from ..cli import" in p.read_text() or "from .cli import" in p.read_text()
+                                                                  or "sftune.cli import" in p.read_text())]
+    assert offenders == []
