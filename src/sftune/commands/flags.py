@@ -43,7 +43,8 @@ def add_option_args(parser, group, names: list[str] | None = None, *, defaults: 
         flags = [short[name], flag] if name in short else [flag]
         default = defaults.get(name, f.default_factory() if f.default_factory is not None else f.default)
         help_ = helps.get(name) or field_help(group, name)
-        if name not in required and default not in (None, [], {}) and "default" not in help_:
+        # An inverted switch (--no-questions) says what it does; "(default: True)" would only confuse.
+        if name not in required and default not in (None, [], {}) and "default" not in help_ and not flag.startswith("--no-"):
             help_ += f" (default: {default})"
         ann = f.annotation
         args = typing.get_args(ann)
