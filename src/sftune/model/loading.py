@@ -276,14 +276,16 @@ def load_model(
     return model
 
 
-def load_for_inference(name: str, *, dtype=None, cache_dir=None, device=None, trust_remote_code: bool = False):
-    """(model, tokenizer) ready to generate: eval mode, on ``device`` (cuda when available)."""
-    import torch
+def load_for_inference(name: str, *, precision="auto", cache_dir=None, device=None, trust_remote_code: bool = False):
+    """(model, tokenizer) ready to generate: eval mode, on ``device`` (cuda when available).
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if dtype is None:
-        dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    ``precision``: ``auto``, ``fp32``, ``bf16``, ``fp16`` (or an alias / ``torch.dtype``); ``auto``
+    is :func:`sftune.model.precision.choose_precision`'s choice for inference on that device.
+    """
+    from .precision import choose_device, inference_dtype
+
+    device = choose_device(device)
+    dtype = inference_dtype(precision, device=device)
     tok = load_tokenizer(name, cache_dir, trust_remote_code)
     model = load_model(name, dtype=dtype, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
     model.to(device).eval()
