@@ -31,7 +31,7 @@ from ..config import ConfigError
 from ..data.conversation import Conversation
 from .distill import answered, generation_input, pending_prompts
 from .io import CurateReport, where
-from .resumable import ResumableOutput
+from .resumable import ResumableOutput, note_resume
 
 
 def best_index(scores: list[float]) -> int:
@@ -143,24 +143,17 @@ def best_of_k(
     progress: bool = True,
 ) -> int:
     """Generate K candidates per prompt, keep the best-scored one; appends to ``output`` (resumable)."""
-    from tqdm.auto import tqdm
-
-    from ..infer.generate import generate_texts
-    from .distill import _note_resume
+    from ..infer.driver import answer_pending
 
     opts = opts or BestOfKOptions()
     report.seen(len(convs))
     prompts, shas = pending_prompts(convs, report)
     written = cut_kept = 0
     with ResumableOutput(output, shas) as out:
-        todo = [i for i in prompts if i not in out.done]
-        _note_resume(report, out, len(prompts) - len(todo))
-        for i in tqdm(todo, desc=f"best-of-{opts.k}", unit="prompt", disable=not progress):
-            (cands,) = generate_texts(
-                model, tokenizer, [generation_input(convs[i], prompts[i])], max_new_tokens=opts.max_new_tokens,
-                temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k, num_return_sequences=opts.k,
-                batch_size=1, seed=opts.seed + i,
-            )
+        note_resume(report, out, prompts)
+
+        def keep_best(i: int, cands: list[dict]) -> None:
+            nonlocal written, cut_kept
             prompt_dicts = [{"role": m.role, "content": m.content} for m in prompts[i]]
             scores = scorer(prompt_dicts, [c["text"] for c in cands])
             ranked = scores
@@ -170,8 +163,7 @@ def best_of_k(
                     detail = f"all {opts.k} candidates cut at max_new_tokens {opts.max_new_tokens}"
                     out.skip(i, shas[i], "cut_by_length", detail)
                     report.drop("cut_by_length", where(convs[i], i), detail)
-                    out.flush()
-                    continue
+                    return
             b = best_index(ranked)
             cut_kept += cands[b]["finish_reason"] == "length"
             meta = {
@@ -185,8 +177,16 @@ def best_of_k(
                     {"text": c["text"], "score": s, "finish_reason": c["finish_reason"]} for c, s in zip(cands, scores)
                 ]
             out.write({**answered(convs[i], prompts[i], cands[b]["text"]).to_dict(), "meta": meta})
-            out.flush()
             written += 1
+
+        # One prompt per call: its K candidates are seeded by its own input row (seed + row), so
+        # they do not depend on which other prompts are in the run or on resuming.
+        answer_pending(
+            model, tokenizer, {i: generation_input(convs[i], p) for i, p in prompts.items()}, out, keep_best,
+            chunk=1, batch_size=1, seed=opts.seed, progress=progress, desc=f"best-of-{opts.k}",
+            max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k,
+            num_return_sequences=opts.k,
+        )
         report.keep(out.previous_rows + written)
     if cut_kept:
         report.notes.append(

@@ -7,7 +7,7 @@ answer, with ``meta`` naming the teacher and the ``finish_reason``. Answers cut 
 ``max_new_tokens`` are dropped (and counted) unless ``keep_truncated``.
 
 Resumable: rows already in the output are skipped when the command is run again (see
-:mod:`sftune.curate.resumable`).
+:mod:`sftune.curate.resumable`); the loop is :func:`sftune.infer.driver.answer_pending`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..data.conversation import Conversation, Message
 from .io import CurateReport, where
-from .resumable import ResumableOutput, prompt_of, prompt_sha
+from .resumable import ResumableOutput, note_resume, prompt_of, prompt_sha
 
 
 @dataclass
@@ -72,53 +72,37 @@ def distill(
     progress: bool = True,
 ) -> int:
     """Answer every prompt with ``model`` and append the rows to ``output``; returns rows written now."""
-    from tqdm.auto import tqdm
-
-    from ..infer.generate import generate_texts
+    from ..infer.driver import answer_pending
 
     opts = opts or DistillOptions()
     report.seen(len(convs))
     prompts, shas = pending_prompts(convs, report)
     written = 0
     with ResumableOutput(output, shas) as out:
-        todo = [i for i in prompts if i not in out.done]
-        _note_resume(report, out, len(prompts) - len(todo))
-        chunk = opts.chunk or opts.batch_size * 4
-        with tqdm(total=len(todo), desc="distilling", unit="prompt", disable=not progress) as bar:
-            for start in range(0, len(todo), chunk):
-                rows = todo[start : start + chunk]
-                results = generate_texts(
-                    model, tokenizer, [generation_input(convs[i], prompts[i]) for i in rows],
-                    max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p,
-                    batch_size=opts.batch_size, seed=opts.seed + rows[0],
-                )
-                for i, (res,) in zip(rows, results):
-                    if res["finish_reason"] == "length" and not opts.keep_truncated:
-                        detail = f"answer cut at {res['completion_tokens']} tokens (max_new_tokens {opts.max_new_tokens})"
-                        out.skip(i, shas[i], "cut_by_length", detail)
-                        report.drop("cut_by_length", where(convs[i], i), detail)
-                        continue
-                    meta = {
-                        "teacher": teacher, "finish_reason": res["finish_reason"],
-                        "completion_tokens": res["completion_tokens"], "input_row": i, "prompt_sha": shas[i],
-                    }
-                    if convs[i].source is not None:
-                        meta["source"] = str(convs[i].source)
-                    out.write({**answered(convs[i], prompts[i], res["text"]).to_dict(), "meta": meta})
-                    written += 1
-                out.flush()
-                bar.update(len(rows))
+        note_resume(report, out, prompts)
+
+        def write(i: int, candidates: list[dict]) -> None:
+            nonlocal written
+            (res,) = candidates
+            if res["finish_reason"] == "length" and not opts.keep_truncated:
+                detail = f"answer cut at {res['completion_tokens']} tokens (max_new_tokens {opts.max_new_tokens})"
+                out.skip(i, shas[i], "cut_by_length", detail)
+                report.drop("cut_by_length", where(convs[i], i), detail)
+                return
+            meta = {
+                "teacher": teacher, "finish_reason": res["finish_reason"],
+                "completion_tokens": res["completion_tokens"], "input_row": i, "prompt_sha": shas[i],
+            }
+            if convs[i].source is not None:
+                meta["source"] = str(convs[i].source)
+            out.write({**answered(convs[i], prompts[i], res["text"]).to_dict(), "meta": meta})
+            written += 1
+
+        answer_pending(
+            model, tokenizer, {i: generation_input(convs[i], p) for i, p in prompts.items()}, out, write,
+            chunk=opts.chunk or opts.batch_size * 4, batch_size=opts.batch_size, seed=opts.seed, progress=progress,
+            desc="distilling", max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p,
+        )
         report.keep(out.previous_rows + written)
     report.details.update({"teacher": teacher, "options": vars(opts).copy(), "written_now": written})
     return written
-
-
-def _note_resume(report: CurateReport, out: ResumableOutput, done: int) -> None:
-    """Count rows finished by an earlier run: kept ones as kept, skipped ones under their reason again."""
-    for rec in out.previous_skips:
-        report.drop(rec.get("reason", "skipped"), f"input row {rec['input_row']}", (rec.get("detail") or "") + " (earlier run)")
-    if done:
-        report.notes.append(f"resumed: {done} prompts were already done in {out.path} and were skipped")
-    if out.repaired:
-        report.notes.append("a half-written last line from an interrupted run was removed and redone")
-    report.details["resumed_rows"] = done

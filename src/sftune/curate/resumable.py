@@ -139,3 +139,16 @@ class ResumableOutput:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def note_resume(report, out: ResumableOutput, prompts) -> None:
+    """Count rows finished by an earlier run (of ``prompts``' input rows): kept ones as kept, skipped
+    ones under their reason again, and say in ``report`` that the run resumed."""
+    done = sum(i in out.done for i in prompts)
+    for rec in out.previous_skips:
+        report.drop(rec.get("reason", "skipped"), f"input row {rec['input_row']}", (rec.get("detail") or "") + " (earlier run)")
+    if done:
+        report.notes.append(f"resumed: {done} prompts were already done in {out.path} and were skipped")
+    if out.repaired:
+        report.notes.append("a half-written last line from an interrupted run was removed and redone")
+    report.details["resumed_rows"] = done

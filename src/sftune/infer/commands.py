@@ -51,13 +51,10 @@ def _sampling(args) -> dict:
 
 
 def _load(args):
-    import torch
-
     from ..model.loading import load_for_inference
 
-    dtype = getattr(torch, args.dtype) if args.dtype else None
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
-    return load_for_inference(args.model, dtype=dtype, cache_dir=args.cache_dir)
+    return load_for_inference(args.model, precision=args.dtype or "auto", cache_dir=args.cache_dir)
 
 
 # ---- handlers -------------------------------------------------------------------------------------
@@ -99,7 +96,7 @@ def cmd_generate(args) -> int:
 def cmd_merge(args) -> int:
     from .merge import merge_adapter
 
-    out = merge_adapter(args.model, args.output, dtype=args.dtype, cache_dir=args.cache_dir)
+    out = merge_adapter(args.model, args.output, precision=args.dtype, cache_dir=args.cache_dir)
     print(f"merged model written to {out}\n  load with: transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")
     return 0
 
