@@ -69,8 +69,10 @@ class RewardModel:
 
     def __init__(self, name: str, *, device: str | None = None, label: int | None = None, batch_size: int = 8,
                  max_length: int = 2048, trust_remote_code: bool = False):
-        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from ..model.padding import ensure_pad_token
+        from ..model.precision import choose_device
 
         try:
             self.tok = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
@@ -80,8 +82,7 @@ class RewardModel:
                 f"--reward-model {name}: cannot load a sequence-classification model and tokenizer from it ({e}). "
                 "Give a local folder holding both (or a hub name when online)"
             ) from e
-        if self.tok.pad_token_id is None:  # batching needs padding; the last real token is found via the pad id
-            self.tok.pad_token = self.tok.eos_token
+        ensure_pad_token(self.tok)  # batching needs padding; the last real token is found via the pad id
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tok.pad_token_id
         n = self.model.config.num_labels
@@ -90,7 +91,7 @@ class RewardModel:
         if not 0 <= label < n:
             raise ConfigError(f"--reward-label {label}: the reward model has {n} labels (0..{n - 1})")
         self.label, self.batch_size, self.max_length, self.name = label, batch_size, max_length, name
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = choose_device(device)
         self.model.to(self.device).eval()
 
     def text(self, prompt: list[dict], answer: str) -> str:

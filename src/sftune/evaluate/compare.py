@@ -221,9 +221,10 @@ class EvalResult:
 
 def _score_side(model, tokenizer, *, heldout_prep, general_prep, questions, max_new_tokens, batch_size, progress) -> dict:
     """Held-out loss, general-text loss and answers for one model."""
+    from ..model.padding import pad_id
     from .heldout import token_loss
 
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = pad_id(tokenizer)
     side: dict = {}
     if heldout_prep is not None:
         side["heldout"] = token_loss(model, heldout_prep.dataset, pad_token_id=pad, batch_size=batch_size, progress=progress, desc="held-out loss")

@@ -19,7 +19,8 @@ what they do with each answer; the loop itself is this one:
 
 from __future__ import annotations
 
-from typing import Callable, Container, Mapping, Protocol
+from collections.abc import Callable, Container, Mapping
+from typing import Protocol
 
 
 class ResumableSink(Protocol):
@@ -55,7 +56,8 @@ def answer_pending(
     """
     from tqdm.auto import tqdm
 
-    from . import generate  # looked up per call: tests count the prompts by wrapping generate_texts
+    # generate_texts is looked up per call, so a wrapper around it (tests count prompts so) is used
+    from . import generate
 
     todo = [i for i in prompts if i not in out.done]
     with tqdm(total=len(prompts), initial=len(prompts) - len(todo), desc=desc, unit=unit, disable=not progress) as bar:

@@ -64,14 +64,15 @@ def generation_kwargs(
     The model's own generation_config may ask for sampling; greedy here means greedy, so the
     sampling knobs are explicitly switched off rather than left to the saved config.
     """
+    from ..model.padding import pad_id
+
     eos = _eos_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
     kw = dict(
         max_new_tokens=max_new_tokens,
         do_sample=temperature > 0,
         num_return_sequences=num_return_sequences,
         eos_token_id=eos,
-        pad_token_id=pad_id,
+        pad_token_id=pad_id(tokenizer, eos),
         repetition_penalty=repetition_penalty,
     )
     if temperature > 0:

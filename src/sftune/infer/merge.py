@@ -11,11 +11,9 @@ dtype) so the merged weights are ``W + B @ A * scale`` rounded once, at the end.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from ..atomic import atomic_dir
 from ..model.loading import ModelLoadError
 
 #: peft methods that add soft tokens or prefixes instead of changing weights: nothing to merge.
@@ -71,17 +69,10 @@ def merge_adapter(adapter_dir, out_dir, precision=None, *, cache_dir=None) -> Pa
     if (adapter_dir / "generation_config.json").is_file():
         merged.generation_config = GenerationConfig.from_pretrained(str(adapter_dir))
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".merging-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir, prefix=".merging-") as tmp:
         merged.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         (tmp / "sftune_merge.json").write_text(json.dumps(
             {"adapter": str(adapter_dir.resolve()), "base": str(base), "peft_type": peft_type, "dtype": str(target).replace("torch.", "")},
             indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

@@ -18,10 +18,11 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
+
+from ..atomic import atomic_dir
+from .padding import ensure_pad_token
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +79,10 @@ def _convert_gguf(gguf: Path, out: Path) -> Path:
             del model.config.quantization_config
         model.hf_quantizer = None
         model.config.name_or_path = DEFAULT_DIRNAME if gguf.name == DEFAULT_GGUF else gguf.stem
-        tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=out.parent))
-        try:
+        with atomic_dir(out, prefix=".converting-") as tmp:
             model.save_pretrained(str(tmp))
             tok.save_pretrained(str(tmp))
             (tmp / _MARKER).write_text(json.dumps({"from": str(gguf), "size": gguf.stat().st_size}) + "\n")
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -202,21 +197,6 @@ def register_custom_architecture(spec: str) -> tuple[type, type]:
     except ValueError:
         pass
     return config_cls, model_cls
-
-
-def ensure_pad_token(tokenizer) -> None:
-    """Give the tokenizer a pad token without changing what EOS means.
-
-    Using EOS as pad is safe because the collator labels padding -100 by position (from the
-    attention mask), never by token id, so trained EOS tokens stay trained.
-    """
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is not None:
-            tokenizer.pad_token = tokenizer.eos_token
-        elif tokenizer.unk_token is not None:
-            tokenizer.pad_token = tokenizer.unk_token
-        else:
-            tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
 
 
 def load_tokenizer(name: str, cache_dir=None, trust_remote_code: bool = False):

@@ -203,8 +203,8 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
     from ..data.templates import install_template, resolve_template
     from ..model.loading import load_model, load_tokenizer
     from ..model.methods import apply_method, describe_parameters, qlora_load_kwargs
-    from .callbacks import CheckpointMarker, MetricsLog, ProgressBar, latest_complete_checkpoint
     from ..model.precision import choose_precision, training_args_for
+    from .callbacks import CheckpointMarker, MetricsLog, ProgressBar, latest_complete_checkpoint
     from .trainer import SFTTrainer
 
     t_start = time.perf_counter()
