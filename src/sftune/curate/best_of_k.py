@@ -23,15 +23,14 @@ are all cut is skipped and counted as ``cut_by_length`` (like ``distill`` withou
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..config import ConfigError
-from ..data.conversation import Conversation
-from .distill import answered, generation_input, pending_prompts
-from .io import CurateReport, where
-from .resumable import ResumableOutput, note_resume
+from ..data.conversation import Conversation, Message
+from .io import CurateReport
+from .resumable import Cut, answer_rows
 
 
 def best_index(scores: list[float]) -> int:
@@ -144,51 +143,31 @@ def best_of_k(
     progress: bool = True,
 ) -> int:
     """Generate K candidates per prompt, keep the best-scored one; appends to ``output`` (resumable)."""
-    from ..infer.driver import answer_pending
-
     opts = opts or BestOfKOptions()
-    report.seen(len(convs))
-    prompts, shas = pending_prompts(convs, report)
-    written = cut_kept = 0
-    with ResumableOutput(output, shas) as out:
-        note_resume(report, out, prompts)
+    cut_kept = 0
 
-        def keep_best(i: int, cands: list[dict]) -> None:
-            nonlocal written, cut_kept
-            prompt_dicts = [{"role": m.role, "content": m.content} for m in prompts[i]]
-            scores = scorer(prompt_dicts, [c["text"] for c in cands])
-            ranked = scores
-            if opts.drop_truncated:  # a cut-off answer would teach the model to stop mid-sentence
-                ranked = [s if c["finish_reason"] != "length" else math.nan for c, s in zip(cands, scores)]
-                if all(c["finish_reason"] == "length" for c in cands):
-                    detail = f"all {opts.k} candidates cut at max_new_tokens {opts.max_new_tokens}"
-                    out.skip(i, shas[i], "cut_by_length", detail)
-                    report.drop("cut_by_length", where(convs[i], i), detail)
-                    return
-            b = best_index(ranked)
-            cut_kept += cands[b]["finish_reason"] == "length"
-            meta = {
-                "policy": policy, "reward": reward, "k": opts.k, "score": scores[b], "candidate": b,
-                "finish_reason": cands[b]["finish_reason"], "input_row": i, "prompt_sha": shas[i],
-            }
-            if convs[i].source is not None:
-                meta["source"] = str(convs[i].source)
-            if opts.keep_scores:
-                meta["candidates"] = [
-                    {"text": c["text"], "score": s, "finish_reason": c["finish_reason"]} for c, s in zip(cands, scores)
-                ]
-            out.write({**answered(convs[i], prompts[i], cands[b]["text"]).to_dict(), "meta": meta})
-            written += 1
+    def pick(i: int, prompt: list[Message], cands: list[dict]) -> tuple[str, dict] | Cut:
+        nonlocal cut_kept
+        scores = scorer([{"role": m.role, "content": m.content} for m in prompt], [c["text"] for c in cands])
+        ranked = scores
+        if opts.drop_truncated:  # a cut-off answer would teach the model to stop mid-sentence
+            ranked = [s if c["finish_reason"] != "length" else math.nan for c, s in zip(cands, scores)]
+            if all(c["finish_reason"] == "length" for c in cands):
+                return Cut(f"all {opts.k} candidates cut at max_new_tokens {opts.max_new_tokens}")
+        b = best_index(ranked)
+        cut_kept += cands[b]["finish_reason"] == "length"
+        meta = {"policy": policy, "reward": reward, "k": opts.k, "score": scores[b], "candidate": b, "finish_reason": cands[b]["finish_reason"]}
+        if opts.keep_scores:
+            meta["candidates"] = [{"text": c["text"], "score": s, "finish_reason": c["finish_reason"]} for c, s in zip(cands, scores)]
+        return cands[b]["text"], meta
 
-        # One prompt per call: its K candidates are seeded by its own input row (seed + row), so
-        # they do not depend on which other prompts are in the run or on resuming.
-        answer_pending(
-            model, tokenizer, {i: generation_input(convs[i], p) for i, p in prompts.items()}, out, keep_best,
-            chunk=1, batch_size=1, seed=opts.seed, progress=progress, desc=f"best-of-{opts.k}",
-            max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k,
-            num_return_sequences=opts.k,
-        )
-        report.keep(out.previous_rows + written)
+    # One prompt per call: its K candidates are seeded by its own input row (seed + row), so they do
+    # not depend on which other prompts are in the run or on resuming.
+    written = answer_rows(
+        convs, model, tokenizer, output, report, pick, chunk=1, batch_size=1, seed=opts.seed, progress=progress,
+        desc=f"best-of-{opts.k}", max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p,
+        top_k=opts.top_k, num_return_sequences=opts.k,
+    )
     if cut_kept:
         report.notes.append(
             f"{cut_kept} kept answers were cut by max_new_tokens (meta.finish_reason = 'length'): raise --max-new-tokens, "

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.conversation import Conversation, Message
-from .io import CurateReport, where
-from .resumable import ResumableOutput, note_resume, prompt_of, prompt_sha
+from .io import CurateReport
+from .resumable import Cut, answer_rows
 
 
 @dataclass
@@ -34,32 +34,6 @@ class DistillOptions:
     """Prompts generated between two writes to the output (default: 4 batches)."""
 
 
-def answered(conv: Conversation, prompt: list[Message], text: str) -> Conversation:
-    """The output conversation: the prompt followed by the new answer."""
-    if conv.kind == "completion":
-        return Conversation.completion(prompt[0].content, text, source=conv.source)
-    return Conversation.chat([Message(m.role, m.content) for m in prompt] + [Message("assistant", text)], source=conv.source)
-
-
-def generation_input(conv: Conversation, prompt: list[Message]):
-    """What ``generate_texts`` takes: message dicts for chat rows, the row itself for raw prompts."""
-    if conv.kind == "chat":
-        return [{"role": m.role, "content": m.content} for m in prompt]
-    return conv
-
-
-def pending_prompts(convs: list[Conversation], report: CurateReport) -> tuple[dict[int, list[Message]], dict[int, str]]:
-    """Input row -> prompt (rows without one are dropped as ``no_prompt``), and input row -> prompt hash."""
-    prompts: dict[int, list[Message]] = {}
-    for i, c in enumerate(convs):
-        p = prompt_of(c)
-        if p is None:
-            report.drop("no_prompt", where(c, i), "a text row or a conversation without a user turn")
-        else:
-            prompts[i] = p
-    return prompts, {i: prompt_sha(p) for i, p in prompts.items()}
-
-
 def distill(
     convs: list[Conversation],
     model,
@@ -72,37 +46,18 @@ def distill(
     progress: bool = True,
 ) -> int:
     """Answer every prompt with ``model`` and append the rows to ``output``; returns rows written now."""
-    from ..infer.driver import answer_pending
-
     opts = opts or DistillOptions()
-    report.seen(len(convs))
-    prompts, shas = pending_prompts(convs, report)
-    written = 0
-    with ResumableOutput(output, shas) as out:
-        note_resume(report, out, prompts)
 
-        def write(i: int, candidates: list[dict]) -> None:
-            nonlocal written
-            (res,) = candidates
-            if res["finish_reason"] == "length" and not opts.keep_truncated:
-                detail = f"answer cut at {res['completion_tokens']} tokens (max_new_tokens {opts.max_new_tokens})"
-                out.skip(i, shas[i], "cut_by_length", detail)
-                report.drop("cut_by_length", where(convs[i], i), detail)
-                return
-            meta = {
-                "teacher": teacher, "finish_reason": res["finish_reason"],
-                "completion_tokens": res["completion_tokens"], "input_row": i, "prompt_sha": shas[i],
-            }
-            if convs[i].source is not None:
-                meta["source"] = str(convs[i].source)
-            out.write({**answered(convs[i], prompts[i], res["text"]).to_dict(), "meta": meta})
-            written += 1
+    def pick(i: int, prompt: list[Message], candidates: list[dict]) -> tuple[str, dict] | Cut:
+        (res,) = candidates
+        if res["finish_reason"] == "length" and not opts.keep_truncated:
+            return Cut(f"answer cut at {res['completion_tokens']} tokens (max_new_tokens {opts.max_new_tokens})")
+        return res["text"], {"teacher": teacher, "finish_reason": res["finish_reason"], "completion_tokens": res["completion_tokens"]}
 
-        answer_pending(
-            model, tokenizer, {i: generation_input(convs[i], p) for i, p in prompts.items()}, out, write,
-            chunk=opts.chunk or opts.batch_size * 4, batch_size=opts.batch_size, seed=opts.seed, progress=progress,
-            desc="distilling", max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p,
-        )
-        report.keep(out.previous_rows + written)
+    written = answer_rows(
+        convs, model, tokenizer, output, report, pick, chunk=opts.chunk or opts.batch_size * 4, batch_size=opts.batch_size,
+        seed=opts.seed, progress=progress, desc="distilling",
+        max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p,
+    )
     report.details.update({"teacher": teacher, "options": vars(opts).copy(), "written_now": written})
     return written
