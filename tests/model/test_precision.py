@@ -86,6 +86,7 @@ def test_cpu_flag_check_decides_auto_for_training_and_inference(monkeypatch, tmp
     _fake_cpuinfo(monkeypatch, tmp_path, flags)
     assert inference_dtype("auto", device="cpu") == getattr(torch, expected)
     assert torch_dtype(choose_precision("auto", device="cpu")[0]) == getattr(torch, expected)
+    assert inference_dtype(None, device="cpu") == getattr(torch, expected)  # None = not given = auto
     assert inference_dtype("fp32", device="cpu") == torch.float32  # an explicit choice is not second-guessed
 
 

@@ -121,13 +121,13 @@ def choose_precision(
 ) -> tuple[str, str]:
     """Return ``(precision, reason)`` with precision one of fp32, bf16, fp16.
 
-    ``requested`` is any spelling :func:`parse_precision` reads. ``purpose`` matters on a GPU
+    ``requested`` is any spelling :func:`parse_precision` reads (``None`` means ``auto``). ``purpose`` matters on a GPU
     without bf16: training runs fp16 autocast with loss scaling, inference keeps float32 weights
     (fp16 weights without autocast's float32 islands can overflow). ``device`` (default: the
     GPU when one is visible) says which hardware runs it. ``flags`` and ``cuda`` (``None`` or
     ``(name, bf16_supported)``) are read from the machine unless given (tests pass them).
     """
-    requested = parse_precision(requested)
+    requested = parse_precision("auto" if requested is None else requested)
     cuda = _cuda_state(device) if cuda is ... else cuda
     flags = cpu_flags() if flags is None else flags
     if requested != "auto":
