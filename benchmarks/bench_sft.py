@@ -329,7 +329,7 @@ def main() -> None:
 
     if a.quick:
         a.steps, a.repeats, a.no_prep = 2, 1, True
-    from sftune.train.precision import FAST_BF16_CPU_FLAGS, cpu_flags
+    from sftune.model.precision import FAST_BF16_CPU_FLAGS, cpu_flags
 
     lines: list[str] = []
 

@@ -51,7 +51,7 @@ def test_merge_dtype_is_the_base_dtype_unless_given(tiny_lora_dir, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    out = merge_adapter(tiny_lora_dir, tmp_path / "bf16", dtype="bfloat16")
+    out = merge_adapter(tiny_lora_dir, tmp_path / "bf16", precision="bfloat16")
     assert AutoModelForCausalLM.from_pretrained(str(out), dtype="auto").dtype == torch.bfloat16
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
 

@@ -23,15 +23,14 @@ are all cut is skipped and counted as ``cut_by_length`` (like ``distill`` withou
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..config import ConfigError
-from ..data.conversation import Conversation
-from .distill import answered, generation_input, pending_prompts
-from .io import CurateReport, where
-from .resumable import ResumableOutput
+from ..data.conversation import Conversation, Message
+from .io import CurateReport
+from .resumable import Cut, answer_rows
 
 
 def best_index(scores: list[float]) -> int:
@@ -69,8 +68,10 @@ class RewardModel:
 
     def __init__(self, name: str, *, device: str | None = None, label: int | None = None, batch_size: int = 8,
                  max_length: int = 2048, trust_remote_code: bool = False):
-        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from ..model.padding import ensure_pad_token
+        from ..model.precision import choose_device
 
         try:
             self.tok = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
@@ -80,8 +81,7 @@ class RewardModel:
                 f"--reward-model {name}: cannot load a sequence-classification model and tokenizer from it ({e}). "
                 "Give a local folder holding both (or a hub name when online)"
             ) from e
-        if self.tok.pad_token_id is None:  # batching needs padding; the last real token is found via the pad id
-            self.tok.pad_token = self.tok.eos_token
+        ensure_pad_token(self.tok)  # batching needs padding; the last real token is found via the pad id
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tok.pad_token_id
         n = self.model.config.num_labels
@@ -90,7 +90,7 @@ class RewardModel:
         if not 0 <= label < n:
             raise ConfigError(f"--reward-label {label}: the reward model has {n} labels (0..{n - 1})")
         self.label, self.batch_size, self.max_length, self.name = label, batch_size, max_length, name
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = choose_device(device)
         self.model.to(self.device).eval()
 
     def text(self, prompt: list[dict], answer: str) -> str:
@@ -143,51 +143,31 @@ def best_of_k(
     progress: bool = True,
 ) -> int:
     """Generate K candidates per prompt, keep the best-scored one; appends to ``output`` (resumable)."""
-    from tqdm.auto import tqdm
-
-    from ..infer.generate import generate_texts
-    from .distill import _note_resume
-
     opts = opts or BestOfKOptions()
-    report.seen(len(convs))
-    prompts, shas = pending_prompts(convs, report)
-    written = cut_kept = 0
-    with ResumableOutput(output, shas) as out:
-        todo = [i for i in prompts if i not in out.done]
-        _note_resume(report, out, len(prompts) - len(todo))
-        for i in tqdm(todo, desc=f"best-of-{opts.k}", unit="prompt", disable=not progress):
-            (cands,) = generate_texts(
-                model, tokenizer, [generation_input(convs[i], prompts[i])], max_new_tokens=opts.max_new_tokens,
-                temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k, num_return_sequences=opts.k,
-                batch_size=1, seed=opts.seed + i,
-            )
-            prompt_dicts = [{"role": m.role, "content": m.content} for m in prompts[i]]
-            scores = scorer(prompt_dicts, [c["text"] for c in cands])
-            ranked = scores
-            if opts.drop_truncated:  # a cut-off answer would teach the model to stop mid-sentence
-                ranked = [s if c["finish_reason"] != "length" else math.nan for c, s in zip(cands, scores)]
-                if all(c["finish_reason"] == "length" for c in cands):
-                    detail = f"all {opts.k} candidates cut at max_new_tokens {opts.max_new_tokens}"
-                    out.skip(i, shas[i], "cut_by_length", detail)
-                    report.drop("cut_by_length", where(convs[i], i), detail)
-                    out.flush()
-                    continue
-            b = best_index(ranked)
-            cut_kept += cands[b]["finish_reason"] == "length"
-            meta = {
-                "policy": policy, "reward": reward, "k": opts.k, "score": scores[b], "candidate": b,
-                "finish_reason": cands[b]["finish_reason"], "input_row": i, "prompt_sha": shas[i],
-            }
-            if convs[i].source is not None:
-                meta["source"] = str(convs[i].source)
-            if opts.keep_scores:
-                meta["candidates"] = [
-                    {"text": c["text"], "score": s, "finish_reason": c["finish_reason"]} for c, s in zip(cands, scores)
-                ]
-            out.write({**answered(convs[i], prompts[i], cands[b]["text"]).to_dict(), "meta": meta})
-            out.flush()
-            written += 1
-        report.keep(out.previous_rows + written)
+    cut_kept = 0
+
+    def pick(i: int, prompt: list[Message], cands: list[dict]) -> tuple[str, dict] | Cut:
+        nonlocal cut_kept
+        scores = scorer([{"role": m.role, "content": m.content} for m in prompt], [c["text"] for c in cands])
+        ranked = scores
+        if opts.drop_truncated:  # a cut-off answer would teach the model to stop mid-sentence
+            ranked = [s if c["finish_reason"] != "length" else math.nan for c, s in zip(cands, scores)]
+            if all(c["finish_reason"] == "length" for c in cands):
+                return Cut(f"all {opts.k} candidates cut at max_new_tokens {opts.max_new_tokens}")
+        b = best_index(ranked)
+        cut_kept += cands[b]["finish_reason"] == "length"
+        meta = {"policy": policy, "reward": reward, "k": opts.k, "score": scores[b], "candidate": b, "finish_reason": cands[b]["finish_reason"]}
+        if opts.keep_scores:
+            meta["candidates"] = [{"text": c["text"], "score": s, "finish_reason": c["finish_reason"]} for c, s in zip(cands, scores)]
+        return cands[b]["text"], meta
+
+    # One prompt per call: its K candidates are seeded by its own input row (seed + row), so they do
+    # not depend on which other prompts are in the run or on resuming.
+    written = answer_rows(
+        convs, model, tokenizer, output, report, pick, chunk=1, batch_size=1, seed=opts.seed, progress=progress,
+        desc=f"best-of-{opts.k}", max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p,
+        top_k=opts.top_k, num_return_sequences=opts.k,
+    )
     if cut_kept:
         report.notes.append(
             f"{cut_kept} kept answers were cut by max_new_tokens (meta.finish_reason = 'length'): raise --max-new-tokens, "

@@ -7,7 +7,7 @@ answer, with ``meta`` naming the teacher and the ``finish_reason``. Answers cut 
 ``max_new_tokens`` are dropped (and counted) unless ``keep_truncated``.
 
 Resumable: rows already in the output are skipped when the command is run again (see
-:mod:`sftune.curate.resumable`).
+:mod:`sftune.curate.resumable`); the loop is :func:`sftune.infer.driver.answer_pending`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.conversation import Conversation, Message
-from .io import CurateReport, where
-from .resumable import ResumableOutput, prompt_of, prompt_sha
+from .io import CurateReport
+from .resumable import Cut, answer_rows
 
 
 @dataclass
@@ -34,32 +34,6 @@ class DistillOptions:
     """Prompts generated between two writes to the output (default: 4 batches)."""
 
 
-def answered(conv: Conversation, prompt: list[Message], text: str) -> Conversation:
-    """The output conversation: the prompt followed by the new answer."""
-    if conv.kind == "completion":
-        return Conversation.completion(prompt[0].content, text, source=conv.source)
-    return Conversation.chat([Message(m.role, m.content) for m in prompt] + [Message("assistant", text)], source=conv.source)
-
-
-def generation_input(conv: Conversation, prompt: list[Message]):
-    """What ``generate_texts`` takes: message dicts for chat rows, the row itself for raw prompts."""
-    if conv.kind == "chat":
-        return [{"role": m.role, "content": m.content} for m in prompt]
-    return conv
-
-
-def pending_prompts(convs: list[Conversation], report: CurateReport) -> tuple[dict[int, list[Message]], dict[int, str]]:
-    """Input row -> prompt (rows without one are dropped as ``no_prompt``), and input row -> prompt hash."""
-    prompts: dict[int, list[Message]] = {}
-    for i, c in enumerate(convs):
-        p = prompt_of(c)
-        if p is None:
-            report.drop("no_prompt", where(c, i), "a text row or a conversation without a user turn")
-        else:
-            prompts[i] = p
-    return prompts, {i: prompt_sha(p) for i, p in prompts.items()}
-
-
 def distill(
     convs: list[Conversation],
     model,
@@ -72,53 +46,18 @@ def distill(
     progress: bool = True,
 ) -> int:
     """Answer every prompt with ``model`` and append the rows to ``output``; returns rows written now."""
-    from tqdm.auto import tqdm
-
-    from ..infer.generate import generate_texts
-
     opts = opts or DistillOptions()
-    report.seen(len(convs))
-    prompts, shas = pending_prompts(convs, report)
-    written = 0
-    with ResumableOutput(output, shas) as out:
-        todo = [i for i in prompts if i not in out.done]
-        _note_resume(report, out, len(prompts) - len(todo))
-        chunk = opts.chunk or opts.batch_size * 4
-        with tqdm(total=len(todo), desc="distilling", unit="prompt", disable=not progress) as bar:
-            for start in range(0, len(todo), chunk):
-                rows = todo[start : start + chunk]
-                results = generate_texts(
-                    model, tokenizer, [generation_input(convs[i], prompts[i]) for i in rows],
-                    max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p,
-                    batch_size=opts.batch_size, seed=opts.seed + rows[0],
-                )
-                for i, (res,) in zip(rows, results):
-                    if res["finish_reason"] == "length" and not opts.keep_truncated:
-                        detail = f"answer cut at {res['completion_tokens']} tokens (max_new_tokens {opts.max_new_tokens})"
-                        out.skip(i, shas[i], "cut_by_length", detail)
-                        report.drop("cut_by_length", where(convs[i], i), detail)
-                        continue
-                    meta = {
-                        "teacher": teacher, "finish_reason": res["finish_reason"],
-                        "completion_tokens": res["completion_tokens"], "input_row": i, "prompt_sha": shas[i],
-                    }
-                    if convs[i].source is not None:
-                        meta["source"] = str(convs[i].source)
-                    out.write({**answered(convs[i], prompts[i], res["text"]).to_dict(), "meta": meta})
-                    written += 1
-                out.flush()
-                bar.update(len(rows))
-        report.keep(out.previous_rows + written)
+
+    def pick(i: int, prompt: list[Message], candidates: list[dict]) -> tuple[str, dict] | Cut:
+        (res,) = candidates
+        if res["finish_reason"] == "length" and not opts.keep_truncated:
+            return Cut(f"answer cut at {res['completion_tokens']} tokens (max_new_tokens {opts.max_new_tokens})")
+        return res["text"], {"teacher": teacher, "finish_reason": res["finish_reason"], "completion_tokens": res["completion_tokens"]}
+
+    written = answer_rows(
+        convs, model, tokenizer, output, report, pick, chunk=opts.chunk or opts.batch_size * 4, batch_size=opts.batch_size,
+        seed=opts.seed, progress=progress, desc="distilling",
+        max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p,
+    )
     report.details.update({"teacher": teacher, "options": vars(opts).copy(), "written_now": written})
     return written
-
-
-def _note_resume(report: CurateReport, out: ResumableOutput, done: int) -> None:
-    """Count rows finished by an earlier run: kept ones as kept, skipped ones under their reason again."""
-    for rec in out.previous_skips:
-        report.drop(rec.get("reason", "skipped"), f"input row {rec['input_row']}", (rec.get("detail") or "") + " (earlier run)")
-    if done:
-        report.notes.append(f"resumed: {done} prompts were already done in {out.path} and were skipped")
-    if out.repaired:
-        report.notes.append("a half-written last line from an interrupted run was removed and redone")
-    report.details["resumed_rows"] = done

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from ..atomic import atomic_file
 from ..config import ConfigError, DataSource
 from ..data.conversation import Conversation
-from ..data.report import DataReport
+from ..data.report import EXAMPLES_PER_REASON, DataReport
 
 
 @dataclass
@@ -30,6 +30,23 @@ class CurateReport(DataReport):
 
     command: str = ""
     details: dict = field(default_factory=dict)
+
+    def merge(self, reading: DataReport) -> CurateReport:
+        """Fold in the report of reading the input: rows the reader could not use were never handed
+        to the step, so they count as read and dropped (under the reader's reasons and examples).
+
+        >>> r = CurateReport(command="dedup"); r.seen(3); r.keep(2); r.drop("duplicate", "a.jsonl:3")
+        >>> reading = DataReport(); reading.drop("no_answer", "a.jsonl:4"); reading.notes.append("2 columns renamed")
+        >>> r.merge(reading).to_dict()["dropped_by_reason"], r.rows_in, r.notes
+        ({'duplicate': 1, 'no_answer': 1}, 4, ['2 columns renamed'])
+        """
+        self.rows_in += reading.n_dropped
+        for reason, n in reading.dropped.items():
+            self.dropped[reason] += n
+            room = EXAMPLES_PER_REASON - len(self.examples[reason])
+            self.examples[reason].extend(reading.examples.get(reason, [])[:max(room, 0)])
+        self.notes.extend(reading.notes)
+        return self
 
     def to_dict(self) -> dict:
         return {"command": self.command, **super().to_dict(), "details": self.details}
@@ -72,18 +89,11 @@ def conv_row(conv: Conversation, meta: dict | None = None) -> dict:
 
 def write_jsonl(rows: Iterable[dict], path: str | Path) -> int:
     """Write rows to ``path`` atomically (temp file + rename: a crash never leaves half a file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                n += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
     return n
 
 

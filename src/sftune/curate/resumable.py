@@ -1,4 +1,4 @@
-"""Resumable JSONL output for the commands that call a model (distill, best-of-k).
+"""Resumable JSONL output for the commands that call a model (distill, best-of-k), and their shared step.
 
 Generation is slow, so those commands append each finished row to the output at once and, when
 run again with the same ``--output``, skip every input row already answered. Each output row
@@ -7,16 +7,23 @@ prompt), so a resumed run can check it is continuing the same input. Rows delibe
 (e.g. a teacher answer cut by the length limit) are recorded in ``OUTPUT.skipped.jsonl`` so they
 are not generated again either. A half-written last line (the process was killed mid-write) is
 cut off and redone.
+
+:func:`answer_rows` is everything distill and best-of-k share: find each row's prompt, skip the
+rows already done, answer the rest through :func:`sftune.infer.driver.answer_pending`, and write
+the prompt plus the answer each step picks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConfigError
 from ..data.conversation import Conversation, Message
+from .io import CurateReport, where
 
 
 def prompt_of(conv: Conversation) -> list[Message] | None:
@@ -139,3 +146,95 @@ class ResumableOutput:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def note_resume(report, out: ResumableOutput, prompts) -> None:
+    """Count rows finished by an earlier run (of ``prompts``' input rows): kept ones as kept, skipped
+    ones under their reason again, and say in ``report`` that the run resumed."""
+    done = sum(i in out.done for i in prompts)
+    for rec in out.previous_skips:
+        report.drop(rec.get("reason", "skipped"), f"input row {rec['input_row']}", (rec.get("detail") or "") + " (earlier run)")
+    if done:
+        report.notes.append(f"resumed: {done} prompts were already done in {out.path} and were skipped")
+    if out.repaired:
+        report.notes.append("a half-written last line from an interrupted run was removed and redone")
+    report.details["resumed_rows"] = done
+
+
+def answered(conv: Conversation, prompt: list[Message], text: str) -> Conversation:
+    """The output conversation: the prompt followed by the new answer."""
+    if conv.kind == "completion":
+        return Conversation.completion(prompt[0].content, text, source=conv.source)
+    return Conversation.chat([Message(m.role, m.content) for m in prompt] + [Message("assistant", text)], source=conv.source)
+
+
+def generation_input(conv: Conversation, prompt: list[Message]):
+    """What ``generate_texts`` takes: message dicts for chat rows, the row itself for raw prompts."""
+    if conv.kind == "chat":
+        return [{"role": m.role, "content": m.content} for m in prompt]
+    return conv
+
+
+def pending_prompts(convs: list[Conversation], report: CurateReport) -> tuple[dict[int, list[Message]], dict[int, str]]:
+    """Input row -> prompt (rows without one are dropped as ``no_prompt``), and input row -> prompt hash."""
+    prompts: dict[int, list[Message]] = {}
+    for i, c in enumerate(convs):
+        p = prompt_of(c)
+        if p is None:
+            report.drop("no_prompt", where(c, i), "a text row or a conversation without a user turn")
+        else:
+            prompts[i] = p
+    return prompts, {i: prompt_sha(p) for i, p in prompts.items()}
+
+
+@dataclass
+class Cut:
+    """What a step's ``pick`` returns for a row it leaves out because its answer was cut by max_new_tokens."""
+
+    detail: str
+
+
+def answer_rows(
+    convs: list[Conversation],
+    model,
+    tokenizer,
+    output: str | Path,
+    report: CurateReport,
+    pick: Callable[[int, list[Message], list[dict]], tuple[str, dict] | Cut],
+    **loop,
+) -> int:
+    """Answer every prompt of ``convs`` not yet in ``output`` and append the picked answers; returns rows written now.
+
+    ``pick(i, prompt, candidates)`` gets input row ``i``, its prompt messages and its generated
+    candidates, and returns ``(answer_text, meta)`` to write the prompt plus that answer (``meta``
+    gains ``input_row``, ``prompt_sha`` and ``source``), or a :class:`Cut` to leave the row out:
+    counted as ``cut_by_length`` and recorded in ``OUTPUT.skipped.jsonl`` so it is not generated
+    again. ``loop`` goes to :func:`sftune.infer.driver.answer_pending` (``chunk``, ``batch_size``,
+    ``seed``, ``progress``, ``desc`` and the sampling settings). ``report`` counts the rows seen,
+    kept (by earlier runs too) and dropped.
+    """
+    from ..infer.driver import answer_pending
+
+    report.seen(len(convs))
+    prompts, shas = pending_prompts(convs, report)
+    written = 0
+    with ResumableOutput(output, shas) as out:
+        note_resume(report, out, prompts)
+
+        def write(i: int, candidates: list[dict]) -> None:
+            nonlocal written
+            picked = pick(i, prompts[i], candidates)
+            if isinstance(picked, Cut):
+                out.skip(i, shas[i], "cut_by_length", picked.detail)
+                report.drop("cut_by_length", where(convs[i], i), picked.detail)
+                return
+            text, meta = picked
+            meta.update(input_row=i, prompt_sha=shas[i])
+            if convs[i].source is not None:
+                meta["source"] = str(convs[i].source)
+            out.write({**answered(convs[i], prompts[i], text).to_dict(), "meta": meta})
+            written += 1
+
+        answer_pending(model, tokenizer, {i: generation_input(convs[i], p) for i, p in prompts.items()}, out, write, **loop)
+        report.keep(out.previous_rows + written)
+    return written

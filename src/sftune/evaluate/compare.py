@@ -221,9 +221,10 @@ class EvalResult:
 
 def _score_side(model, tokenizer, *, heldout_prep, general_prep, questions, max_new_tokens, batch_size, progress) -> dict:
     """Held-out loss, general-text loss and answers for one model."""
+    from ..model.padding import pad_id
     from .heldout import token_loss
 
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = pad_id(tokenizer)
     side: dict = {}
     if heldout_prep is not None:
         side["heldout"] = token_loss(model, heldout_prep.dataset, pad_token_id=pad, batch_size=batch_size, progress=progress, desc="held-out loss")
@@ -250,6 +251,7 @@ def evaluate(
     forgetting_threshold: float | None = None,
     cache_dir: str | None = None,
     device: str | None = None,
+    precision="auto",
     use_cache: bool = True,
     progress: bool = False,
 ) -> EvalResult:
@@ -260,8 +262,11 @@ def evaluate(
     ``ask=False`` skips answering. ``general_text``: text for the forgetting check (default the
     bundled replay text); ``forgetting=False`` skips it. ``compare=False`` scores the fine-tuned
     model alone (no base model is loaded). ``base`` defaults to the one the run recorded.
+    ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``) is the dtype both models are loaded in;
+    see :func:`sftune.model.precision.choose_precision`.
     """
     from ..model.loading import ModelLoadError, adapter_base, is_adapter_dir, load_for_inference, load_model, resolve_model
+    from ..model.precision import choose_device, inference_dtype
     from .forgetting import DEFAULT_GENERAL_TEXT, DEFAULT_THRESHOLD, Forgetting, prepare_general_text
     from .heldout import prepare_rows
 
@@ -283,7 +288,7 @@ def evaluate(
         "mask": cfg.mask, "max_length": cfg.max_length, "forgetting_threshold": threshold,
     }
 
-    ft_model, tokenizer = load_for_inference(model, cache_dir=cache_dir, device=device)
+    ft_model, tokenizer = load_for_inference(model, precision=precision, cache_dir=cache_dir, device=device)
     qs, q_report = load_questions(questions, system_prompt=cfg.system_prompt) if ask else ([], None)
     heldout_prep = None
     if data:
@@ -307,11 +312,8 @@ def evaluate(
             gc.collect()
             log.info("evaluating the base model %s ...", base)
             # The base gets the fine-tuned tokenizer (same prompts, same labels); see the module docstring.
-            import torch
-
-            dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-            dtype = torch.bfloat16 if dev == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-            base_model = load_model(base, dtype=dtype, cache_dir=cache_dir).to(dev).eval()
+            dev = choose_device(device)
+            base_model = load_model(base, dtype=inference_dtype(precision, device=dev), cache_dir=cache_dir).to(dev).eval()
             n_embed = base_model.get_input_embeddings().weight.shape[0]
             if n_embed < len(tokenizer):
                 raise ModelLoadError(

@@ -87,5 +87,6 @@ def prepare_general_text(cfg, tokenizer, path: str | Path | None = None, *, use_
 
 def general_perplexity(model, tokenizer, prepared, *, batch_size: int = 8) -> LossResult:
     """Token-level loss/perplexity of ``model`` on prepared general text."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return token_loss(model, prepared.dataset, pad_token_id=pad, batch_size=batch_size)
+    from ..model.padding import pad_id
+
+    return token_loss(model, prepared.dataset, pad_token_id=pad_id(tokenizer), batch_size=batch_size)

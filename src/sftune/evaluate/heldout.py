@@ -21,6 +21,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from ..data.tokenize import IGNORE_INDEX
+from ..model.padding import pad_id
 
 log = logging.getLogger("sftune")
 
@@ -173,6 +174,5 @@ def heldout_loss(
     prompt); pass ``prepared`` to score data already prepared (e.g. for a second model).
     """
     prep = prepared or prepare_rows(cfg, tokenizer, sources, use_cache=use_cache, progress=progress)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    res = token_loss(model, prep.dataset, pad_token_id=pad, batch_size=batch_size, progress=progress, desc="held-out loss")
+    res = token_loss(model, prep.dataset, pad_token_id=pad_id(tokenizer), batch_size=batch_size, progress=progress, desc="held-out loss")
     return HeldoutResult(res, prep.report.to_dict(), [s.path for s in sources])

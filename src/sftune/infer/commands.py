@@ -46,11 +46,10 @@ def _sampling(args, names: list[str], defaults: dict):
 
 
 def _load(args):
-    from ..commands.precision import torch_dtype
     from ..model.loading import load_for_inference
 
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
-    return load_for_inference(args.model, dtype=torch_dtype(args.precision), cache_dir=args.cache_dir)
+    return load_for_inference(args.model, precision=args.precision or "auto", cache_dir=args.cache_dir)
 
 
 # ---- handlers -------------------------------------------------------------------------------------
@@ -90,10 +89,9 @@ def cmd_generate(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from ..commands.precision import torch_dtype
     from .merge import merge_adapter
 
-    out = merge_adapter(args.model, args.output, dtype=torch_dtype(args.precision), cache_dir=args.cache_dir)
+    out = merge_adapter(args.model, args.output, precision=args.precision, cache_dir=args.cache_dir)
     print(f"merged model written to {out}\n  load with: transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")
     return 0
 

@@ -77,14 +77,15 @@ def generation_kwargs(
                            repetition_penalty=repetition_penalty, num_return_sequences=num_return_sequences,
                            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, logit_bias=logit_bias)
     opts.check_vocab(vocab_size(model, tokenizer))
+    from ..model.padding import pad_id
+
     eos = _eos_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
     kw = dict(
         max_new_tokens=max_new_tokens,
         do_sample=temperature > 0,
         num_return_sequences=num_return_sequences,
         eos_token_id=eos,
-        pad_token_id=pad_id,
+        pad_token_id=pad_id(tokenizer, eos),
         repetition_penalty=repetition_penalty,
     )
     if temperature > 0:
@@ -299,133 +300,5 @@ def generate_texts(
     return results  # type: ignore[return-value]
 
 
-# ---- sftune generate: a prompt file in, an answer file out -------------------------------------
-def _prompt_record(conv) -> dict:
-    """How a prompt is written in the output: OpenAI messages, or the raw prompt text."""
-    if conv.kind == "chat":
-        return {"messages": [{"role": m.role, "content": m.content} for m in conv.prompt_messages]}
-    return {"prompt": conv.messages[0].content}
-
-
-def _read_done_rows(output, convs) -> tuple[int, int]:
-    """How many complete rows ``output`` already holds for these prompts, and their byte length.
-
-    A last line without its newline was cut off mid-write and is discarded. Any complete row
-    whose prompt differs from the input's row at the same position means the file belongs to
-    other input: that is an error, not something to overwrite silently.
-    """
-    import json
-
-    from ..data.report import DataError
-
-    data = output.read_bytes()
-    n, end = 0, 0
-    for raw in data.split(b"\n")[:-1]:  # the piece after the last newline is partial (or empty)
-        try:
-            row = json.loads(raw)
-        except ValueError:
-            break  # a torn write followed by a newline; regenerate from here
-        where = f"{output}:{n + 1}"
-        if n >= len(convs):
-            raise DataError(f"the output already has more rows than the input has prompts ({len(convs)})", where,
-                            fix="pass another --output, or delete the file to start over")
-        if not isinstance(row, dict) or row.get("index") != n or {k: row.get(k) for k in _prompt_record(convs[n])} != _prompt_record(convs[n]):
-            raise DataError(f"this row is not the answer to input row {n} ({convs[n].source}): the output file was written for other input",
-                            where, fix="pass another --output, or delete the file to start over")
-        n += 1
-        end += len(raw) + 1
-    return n, end
-
-
-def read_prompts(input_path, *, format: str = "auto", system_prompt: str | None = None, skip_bad_rows: bool = False):
-    """(conversations, report) of a prompt file; answers are optional. Bad rows raise unless skipped."""
-    from pathlib import Path
-
-    from ..config import DataSource
-    from ..data.readers import read_conversations
-    from ..data.report import DataError, DataReport
-
-    if not Path(input_path).exists():
-        raise FileNotFoundError(f"input file not found: {input_path}")
-    report = DataReport(strict=not skip_bad_rows)
-    convs = read_conversations(DataSource(path=str(input_path), format=format), report, system_prompt=system_prompt, require_answer=False)
-    if not convs:
-        raise DataError("no prompts to answer (the file is empty or every row was dropped)", str(input_path),
-                        fix="check the file; see the dropped-row reasons above" if report.n_dropped else "add rows")
-    return convs, report
-
-
-def generate_file(
-    model,
-    tokenizer,
-    input_path,
-    output_path,
-    *,
-    format: str = "auto",
-    system_prompt: str | None = None,
-    skip_bad_rows: bool = False,
-    batch_size: int = 8,
-    seed: int | None = None,
-    progress: bool = True,
-    prompts: tuple | None = None,
-    **sampling,
-) -> dict:
-    """Answer every prompt of ``input_path`` into ``output_path`` (JSON lines), in input order.
-
-    Input is any layout/file type ``sftune.data.readers`` reads; a row that already has an
-    answer is asked everything before its last assistant turn. Each output line is::
-
-        {"index": 0, "source": "prompts.jsonl:1", "messages": [{"role": "user", "content": "Hi"}],
-         "answer": "Hello!", "prompt_tokens": 31, "completion_tokens": 4, "finish_reason": "stop"}
-
-    (``"prompt"`` instead of ``"messages"`` for raw-text prompts; ``"answers"`` with every
-    candidate when ``num_return_sequences > 1``). Rows are written and flushed batch by batch;
-    if ``output_path`` already holds answers for the first N prompts, generation resumes at
-    N + 1, so an interrupted run loses at most one batch. With a ``seed`` each batch is seeded
-    from its position, so a resumed sampled run gives the same rows as an uninterrupted one.
-
-    Resuming checks that the rows already written answer the same prompts; it cannot know
-    whether they were generated with the same model or sampling settings, so change those only
-    together with ``output_path``.
-
-    ``prompts`` is :func:`read_prompts`' result when the caller has already read the file
-    (the CLI does, to report bad input before spending time loading the model).
-
-    Returns ``{"rows", "skipped_existing", "generated", "dropped", "dropped_by_reason", "output"}``.
-    """
-    import json
-    import os
-    from pathlib import Path
-
-    from tqdm.auto import tqdm
-
-    output_path = Path(output_path)
-    convs, report = prompts or read_prompts(input_path, format=format, system_prompt=system_prompt, skip_bad_rows=skip_bad_rows)
-    done = 0
-    if output_path.exists():
-        done, end = _read_done_rows(output_path, convs)
-        with open(output_path, "r+b") as f:
-            f.truncate(end)  # drop a torn last line before appending
-    else:
-        output_path.parent.mkdir(parents=True, exist_ok=True)
-    k = sampling.get("num_return_sequences", 1)
-    with open(output_path, "a", encoding="utf-8") as f, tqdm(
-        total=len(convs), initial=done, desc="generating", unit="row", disable=not progress
-    ) as bar:
-        for start in range(done, len(convs), batch_size):
-            batch = convs[start : start + batch_size]
-            answers = generate_texts(model, tokenizer, batch, batch_size=batch_size,
-                                     seed=None if seed is None else seed + start, **sampling)
-            for i, (conv, cands) in enumerate(zip(batch, answers)):
-                best = cands[0]
-                row = {"index": start + i, "source": str(conv.source) if conv.source else None, **_prompt_record(conv),
-                       "answer": best["text"], "prompt_tokens": best["prompt_tokens"],
-                       "completion_tokens": best["completion_tokens"], "finish_reason": best["finish_reason"]}
-                if k > 1:
-                    row["answers"] = [{key: c[key] for key in ("text", "completion_tokens", "finish_reason")} for c in cands]
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-            bar.update(len(batch))
-    return {"rows": len(convs), "skipped_existing": done, "generated": len(convs) - done,
-            "dropped": report.n_dropped, "dropped_by_reason": dict(report.dropped), "output": str(output_path)}
+# ``sftune generate``'s file driver lives in answer_file.py; these names stay importable from here.
+from .answer_file import generate_file, read_prompts  # noqa: E402,F401

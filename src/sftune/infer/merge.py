@@ -11,11 +11,9 @@ dtype) so the merged weights are ``W + B @ A * scale`` rounded once, at the end.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from ..atomic import atomic_dir
 from ..model.loading import ModelLoadError
 
 #: peft methods that add soft tokens or prefixes instead of changing weights: nothing to merge.
@@ -26,32 +24,11 @@ class MergeError(ModelLoadError):
     """The folder is not an adapter, or its method cannot be merged into the weights."""
 
 
-def _dtype(value):
-    import torch
-
-    if value is None or isinstance(value, torch.dtype):
-        return value
-    name = str(value).replace("torch.", "")
-    dt = getattr(torch, name, None)
-    if not isinstance(dt, torch.dtype):
-        raise MergeError(f"unknown dtype {value!r}\n  fix: use float32, bfloat16 or float16")
-    return dt
-
-
-def _config_dtype(model_dir: str):
-    """The dtype a model folder's config.json records (None if it records none)."""
-    conf = Path(model_dir) / "config.json"
-    if not conf.is_file():
-        return None
-    c = json.loads(conf.read_text())
-    name = c.get("dtype") or c.get("torch_dtype")
-    return _dtype(name) if name else None
-
-
-def merge_adapter(adapter_dir, out_dir, dtype=None, *, cache_dir=None) -> Path:
+def merge_adapter(adapter_dir, out_dir, precision=None, *, cache_dir=None) -> Path:
     """Merge the adapter in ``adapter_dir`` into its base model; write the full model to ``out_dir``.
 
-    ``dtype`` (a torch dtype or its name) is the saved precision; default: the base model's own.
+    ``precision`` (``fp32``, ``bf16``, ``fp16``, an alias or a ``torch.dtype``) is the saved
+    precision; ``None`` or ``auto``: the base model's own (float32 if it records none).
     ``out_dir`` is written through a temporary folder and renamed into place, so it is either
     complete or absent. Returns ``out_dir``.
     """
@@ -59,6 +36,7 @@ def merge_adapter(adapter_dir, out_dir, dtype=None, *, cache_dir=None) -> Path:
     from peft import PeftModel
 
     from ..model.loading import adapter_base, load_tokenizer
+    from ..model.precision import save_precision, torch_dtype
 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     conf = adapter_dir / "adapter_config.json"
@@ -77,7 +55,7 @@ def merge_adapter(adapter_dir, out_dir, dtype=None, *, cache_dir=None) -> Path:
         raise MergeError(f"--output {out_dir} is the adapter folder itself\n  fix: pass another folder, e.g. {adapter_dir / 'merged'}")
 
     base = adapter_base(adapter_dir, cache_dir)
-    target = _dtype(dtype) or _config_dtype(base) or torch.float32
+    target = torch_dtype(save_precision(precision, base) or "fp32")
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
@@ -91,17 +69,10 @@ def merge_adapter(adapter_dir, out_dir, dtype=None, *, cache_dir=None) -> Path:
     if (adapter_dir / "generation_config.json").is_file():
         merged.generation_config = GenerationConfig.from_pretrained(str(adapter_dir))
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".merging-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir, prefix=".merging-") as tmp:
         merged.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         (tmp / "sftune_merge.json").write_text(json.dumps(
             {"adapter": str(adapter_dir.resolve()), "base": str(base), "peft_type": peft_type, "dtype": str(target).replace("torch.", "")},
             indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

@@ -336,9 +336,7 @@ def serve(model_name: str, *, host: str = "127.0.0.1", port: int = 8000, api_key
 
     from ..model.loading import load_for_inference
 
-    from ..commands.precision import torch_dtype
-
-    model, tokenizer = load_for_inference(model_name, dtype=dtype or torch_dtype(precision), cache_dir=cache_dir)
+    model, tokenizer = load_for_inference(model_name, precision=dtype or precision or "auto", cache_dir=cache_dir)
     name = served_name or (Path(model_name).name if model_name != "default" else "SmolLM2-135M-Instruct")
     app = create_app(model, tokenizer, model_name=name, api_key=api_key,
                      max_prompt_tokens=max_prompt_tokens, max_tokens_limit=max_tokens_limit)

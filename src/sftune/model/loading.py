@@ -18,12 +18,12 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from ..errors import SftuneError
+from ..atomic import atomic_dir
+from .padding import ensure_pad_token
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +80,10 @@ def _convert_gguf(gguf: Path, out: Path) -> Path:
             del model.config.quantization_config
         model.hf_quantizer = None
         model.config.name_or_path = DEFAULT_DIRNAME if gguf.name == DEFAULT_GGUF else gguf.stem
-        tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=out.parent))
-        try:
+        with atomic_dir(out, prefix=".converting-") as tmp:
             model.save_pretrained(str(tmp))
             tok.save_pretrained(str(tmp))
             (tmp / _MARKER).write_text(json.dumps({"from": str(gguf), "size": gguf.stat().st_size}) + "\n")
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -206,21 +200,6 @@ def register_custom_architecture(spec: str) -> tuple[type, type]:
     return config_cls, model_cls
 
 
-def ensure_pad_token(tokenizer) -> None:
-    """Give the tokenizer a pad token without changing what EOS means.
-
-    Using EOS as pad is safe because the collator labels padding -100 by position (from the
-    attention mask), never by token id, so trained EOS tokens stay trained.
-    """
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is not None:
-            tokenizer.pad_token = tokenizer.eos_token
-        elif tokenizer.unk_token is not None:
-            tokenizer.pad_token = tokenizer.unk_token
-        else:
-            tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
-
-
 def load_tokenizer(name: str, cache_dir=None, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -278,14 +257,16 @@ def load_model(
     return model
 
 
-def load_for_inference(name: str, *, dtype=None, cache_dir=None, device=None, trust_remote_code: bool = False):
-    """(model, tokenizer) ready to generate: eval mode, on ``device`` (cuda when available)."""
-    import torch
+def load_for_inference(name: str, *, precision="auto", cache_dir=None, device=None, trust_remote_code: bool = False):
+    """(model, tokenizer) ready to generate: eval mode, on ``device`` (cuda when available).
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if dtype is None:
-        dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    ``precision``: ``auto``, ``fp32``, ``bf16``, ``fp16`` (or an alias / ``torch.dtype``); ``auto``
+    is :func:`sftune.model.precision.choose_precision`'s choice for inference on that device.
+    """
+    from .precision import choose_device, inference_dtype
+
+    device = choose_device(device)
+    dtype = inference_dtype(precision, device=device)
     tok = load_tokenizer(name, cache_dir, trust_remote_code)
     model = load_model(name, dtype=dtype, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
     model.to(device).eval()

@@ -96,7 +96,10 @@ def qlora_load_kwargs(cfg) -> dict:
         import bitsandbytes  # noqa: F401
     except ImportError:
         raise MethodError("qlora needs bitsandbytes: pip install bitsandbytes") from None
-    compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    from .precision import choose_precision, torch_dtype
+
+    # The 4-bit weights are dequantized to this dtype for each matmul: the GPU's fast half type.
+    compute = torch_dtype(choose_precision("auto", device="cuda")[0])
     return {
         "quantization_config": BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
+from pydantic import BeforeValidator
+
+from ..model.precision import parse_precision
 from .base import OptionGroup
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+#: One vocabulary for every command; aliases (float32, bfloat16, half, torch dtypes) are parsed
+#: by :func:`sftune.model.precision.parse_precision`, the one place that knows them.
+Precision = Annotated[Literal["auto", "fp32", "bf16", "fp16"], BeforeValidator(lambda v: v if v is None else parse_precision(v))]
 
 
 class ModelOptions(OptionGroup):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from ..atomic import atomic_file
+
 #: Written into a checkpoint folder after the Trainer has finished writing it. A folder without
 #: it (a run killed mid-write) is never resumed from.
 COMPLETE_MARKER = "sftune_checkpoint_complete.json"
@@ -110,9 +112,8 @@ class CheckpointMarker(TrainerCallback):
             return
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if ckpt.is_dir():
-            tmp = ckpt / (COMPLETE_MARKER + ".tmp")
-            tmp.write_text(json.dumps({"global_step": state.global_step, "time": time.time()}))
-            tmp.replace(ckpt / COMPLETE_MARKER)
+            with atomic_file(ckpt / COMPLETE_MARKER) as f:
+                f.write(json.dumps({"global_step": state.global_step, "time": time.time()}))
 
 
 def latest_complete_checkpoint(output_dir: str | Path) -> Path | None:

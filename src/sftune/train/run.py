@@ -203,8 +203,8 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
     from ..data.templates import install_template, resolve_template
     from ..model.loading import load_model, load_tokenizer
     from ..model.methods import apply_method, describe_parameters, qlora_load_kwargs
+    from ..model.precision import choose_precision, training_args_for
     from .callbacks import CheckpointMarker, MetricsLog, ProgressBar, latest_complete_checkpoint
-    from .precision import choose_precision, training_args_for
     from .trainer import SFTTrainer
 
     t_start = time.perf_counter()
@@ -265,7 +265,7 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
         if cfg.merge and cfg.method not in ("full", "selective"):
             from ..infer.merge import merge_adapter
 
-            merge_adapter(out, out / "merged", dtype=saved_dtype(cfg))
+            merge_adapter(out, out / "merged", precision=saved_dtype(cfg))
     metrics["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     res = RunResult(out, metrics, before, after, questions, model=trainer.model)
     if rank == 0:
@@ -279,23 +279,14 @@ def saved_dtype(cfg: SFTConfig):
     Training keeps float32 master weights whatever the compute precision; a bf16 base saved back
     as float32 would double its size and surprise its users.
     """
-    import torch
-
     from ..model.loading import adapter_base, is_adapter_dir, resolve_model
+    from ..model.precision import save_precision, torch_dtype
 
-    name = cfg.save_dtype
-    if name is None:
-        path = Path(resolve_model(cfg.model, cfg.cache_dir))
-        if is_adapter_dir(path):
-            path = Path(adapter_base(path, cfg.cache_dir))
-        conf = path / "config.json"
-        if conf.is_file():
-            c = json.loads(conf.read_text())
-            name = c.get("dtype") or c.get("torch_dtype")
-    dtype = getattr(torch, str(name).replace("torch.", ""), None) if name else None
-    if name and not isinstance(dtype, torch.dtype):
-        raise ValueError(f"save_dtype: unknown dtype {name!r} (use float32, bfloat16 or float16)")
-    return dtype
+    path = Path(resolve_model(cfg.model, cfg.cache_dir))
+    if is_adapter_dir(path):
+        path = Path(adapter_base(path, cfg.cache_dir))
+    name = save_precision(cfg.save_dtype, path)
+    return torch_dtype(name) if name else None
 
 
 def save_outputs(trainer, tokenizer, cfg, out: Path, precision, why, metrics, data_info, questions, before, after):
