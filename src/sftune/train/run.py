@@ -85,7 +85,7 @@ def eval_questions(cfg: SFTConfig) -> list[str]:
 def load_datasets(cfg: SFTConfig, tokenizer):
     """Prepare every source (cached), mix them, and split off held-out rows. Returns (train, eval, info)."""
     from ..data.prepare import prepare
-    from .mixing import mix
+    from ..data.mixing import mix
 
     preps = [prepare(cfg, tokenizer, [src]) for src in cfg.data]
     info = {"sources": [], "prepare_seconds": round(sum(p.seconds for p in preps), 2)}
