@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from sftune.data.packing import PackingCollator, pack_rows, packed_dataset
+from sftune.data.packing import PackingCollator, pack, pack_rows
 from sftune.data.tokenize import IGNORE_INDEX
 
 ATOL = 1e-5  # float32; packed and unpacked differ only by summation order
@@ -39,12 +39,12 @@ def test_too_long_sample_is_an_error_that_names_it():
         pack_rows([{"input_ids": [1] * 3}, {"input_ids": [1] * 9}], max_length=8)
 
 
-def test_packed_dataset_keeps_every_token():
+def test_pack_keeps_every_token():
     from datasets import Dataset
 
     rows = make_rows(30)
     ds = Dataset.from_list(rows)
-    packed = packed_dataset(ds, max_length=64)
+    packed = pack(ds, max_length=64)
     assert sum(len(x) for x in packed["input_ids"]) == sum(len(r["input_ids"]) for r in rows)
     assert sum(sum(s) for s in packed["seq_lengths"]) == sum(len(r["input_ids"]) for r in rows)
     assert sorted(map(tuple, (r["input_ids"] for r in rows))) == sorted(
