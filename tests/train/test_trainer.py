@@ -128,3 +128,11 @@ def test_tokens_seen_counts_every_real_token_when_pad_is_eos(tiny_model_dir, smo
                     processing_class=smol_tokenizer)
     tr.train()
     assert tr.state.num_input_tokens_seen == sum(len(r["input_ids"]) for r in rows)
+
+
+def test_length_grouping_is_ignored_for_packed_rows(tiny_model_dir, tmp_path, caplog):
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, use_cpu=True, report_to=[], seed=0)
+    tr = SFTTrainer(model=model, args=args, train_dataset=pack(Dataset.from_list(make_rows(12)), 64), group_by_length=True)
+    assert "group_by_length has no effect with packing" in caplog.text
+    assert not tr.group_by_length_
