@@ -93,7 +93,9 @@ def pack(dataset, max_length: int, seed: int = 0):
     >>> sorted(zip(packed["input_ids"], packed["seq_lengths"]))
     [([1, 2, 3], [3]), ([6, 7, 8, 9, 4, 5], [4, 2])]
     >>> pack_stats(packed, max_length=6)
-    {'rows': 2, 'samples': 3, 'tokens': 9, 'fill': 0.75, 'samples_per_row': {'mean': 1.5, 'max': 2}}
+    {'max_length': 6, 'rows': 2, 'samples': 3, 'tokens': 9, 'fill': 0.75, 'samples_per_row': {'mean': 1.5, 'max': 2}}
+    >>> format_pack_stats(pack_stats(packed, max_length=6))
+    'packing: 3 samples -> 2 rows of at most 6 tokens (75.0% full, 1.5 samples per row, at most 2)'
     """
     if not max_length:
         raise ValueError("packing needs max_length (the packed row length), e.g. --max-length 1024")
@@ -125,6 +127,7 @@ def pack_stats(packed, max_length: int) -> dict:
     tokens = sum(sum(lens) for lens in packed["seq_lengths"])
     rows = len(counts)
     return {
+        "max_length": max_length,
         "rows": rows,
         "samples": sum(counts),
         "tokens": tokens,
@@ -133,15 +136,11 @@ def pack_stats(packed, max_length: int) -> dict:
     }
 
 
-def format_pack_stats(stats: dict, max_length: int) -> str:
-    """One line for logs and ``sftune inspect``.
-
-    >>> format_pack_stats({'rows': 2, 'samples': 3, 'tokens': 9, 'fill': 0.75, 'samples_per_row': {'mean': 1.5, 'max': 2}}, 6)
-    'packing: 3 samples -> 2 rows of at most 6 tokens (75.0% full, 1.5 samples per row, at most 2)'
-    """
+def format_pack_stats(stats: dict) -> str:
+    """One line for logs, ``sftune prepare`` and ``sftune inspect``; see :func:`pack` for an example."""
     per_row = stats["samples_per_row"]
     return (
-        f"packing: {stats['samples']} samples -> {stats['rows']} rows of at most {max_length} tokens "
+        f"packing: {stats['samples']} samples -> {stats['rows']} rows of at most {stats['max_length']} tokens "
         f"({stats['fill']:.1%} full, {per_row['mean']} samples per row, at most {per_row['max']})"
     )
 

@@ -133,7 +133,7 @@ def load_datasets(cfg: SFTConfig, tokenizer) -> TrainingData:
     if cfg.packing and len(train):
         train = pack(train, cfg.max_length, seed=cfg.seed)
         info["packing"] = pack_stats(train, cfg.max_length)
-        log.info(format_pack_stats(info["packing"], cfg.max_length))
+        log.info(format_pack_stats(info["packing"]))
     return TrainingData(train, _model_columns(evald) if evald is not None else None, info, template)
 
 
