@@ -143,10 +143,12 @@ def child_train(a) -> dict:
     else:
         from transformers import TrainingArguments
 
+        from sftune.data.packing import pack
         from sftune.train.trainer import SFTTrainer
 
         args = TrainingArguments(**common, remove_unused_columns=False)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, packing=packed, max_length=PACK_LEN)
+        train = pack(ds, PACK_LEN, seed=SEED) if packed else ds  # the data step `sftune train --packing` runs
+        trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tok)
     inner = trainer.data_collator
 
     def counting_collator(rows):

@@ -23,7 +23,7 @@ from .options import DataOptions, ModelOptions, SFTConfig
 log = logging.getLogger("sftune")
 
 # The keys of the data stage (prepare, inspect): the model's tokenizer and the data options.
-DATA_KEYS = ["model", "data", "format", "template", "mask", "max_length", "strict", "system_prompt", "cache_dir", "trust_remote_code"]
+DATA_KEYS = ["model", "data", "format", "template", "mask", "max_length", "packing", "strict", "system_prompt", "cache_dir", "trust_remote_code"]
 assert set(DATA_KEYS) <= set(DataOptions.model_fields) | set(ModelOptions.model_fields)
 _parse_source = parse_source  # the old private name, kept for callers outside sftune
 
@@ -46,7 +46,16 @@ def cmd_prepare(args) -> int:
     speed = " (from cache)" if prep.cached else f" ({prep.rows_per_second:.0f} conversations/s)"
     print(f"prepared {len(prep.dataset)} rows in {prep.seconds:.1f}s{speed} -> {out}")
     print(f"report: {out / 'data_report.json'}   load with: datasets.load_from_disk({str(out)!r})")
+    _print_packing(cfg, prep)
     return 0
+
+
+def _print_packing(cfg: SFTConfig, prep) -> None:
+    """With --packing: what the packing step makes of these rows (training packs the mixture of all sources)."""
+    if cfg.packing and len(prep.dataset):
+        from .data.packing import format_pack_stats, pack, pack_stats
+
+        print(format_pack_stats(pack_stats(pack(prep.dataset, cfg.max_length, seed=cfg.seed), cfg.max_length)))
 
 
 def cmd_inspect(args) -> int:
@@ -58,6 +67,7 @@ def cmd_inspect(args) -> int:
     prep = prepare(cfg, tok, use_cache=not args.no_cache)
     color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     print(inspect_prepared(prep, tok, index=args.index, png=args.png, color=color))
+    _print_packing(cfg, prep)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`curate mix`: the mixture is exactly the one training's `sftune.train.mixing.mix` makes."""
+"""`curate mix`: the mixture is exactly the one training's `sftune.data.mixing.mix` makes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sftune.cli import main
 from sftune.curate.io import CurateReport
 from sftune.curate.mix import conversations_to_dataset, dataset_to_conversations, mix_conversations
 from sftune.data.conversation import Conversation, Message, Source
-from sftune.train.mixing import mix
+from sftune.data.mixing import mix
 
 
 def _sets():

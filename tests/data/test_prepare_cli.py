@@ -130,3 +130,22 @@ def test_inspect_prints_highlight_and_stats_and_writes_png(smol_tokenizer_dir, t
     assert "rows: 4" in out and "trained tokens" in out and "p50" in out
     assert "rows read: 14" in out and "malformed JSON: 1" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_prepare_and_inspect_show_what_packing_makes_of_the_rows(smol_tokenizer_dir, tmp_path, capsys):
+    import datasets
+
+    from sftune.data.packing import pack, pack_stats
+
+    out = tmp_path / "out"
+    assert prepare(smol_tokenizer_dir, FIXTURES / "sharegpt.jsonl", out, "--packing", "--max-length", "256") == 0
+    printed = capsys.readouterr().out
+    rows = datasets.load_from_disk(str(out))  # the saved dataset holds the samples; packing comes later
+    assert "seq_lengths" not in rows.column_names
+    s = pack_stats(pack(rows, 256), 256)
+    assert s["samples"] == len(rows)
+    line = f"packing: {len(rows)} samples -> {s['rows']} rows of at most 256 tokens ({s['fill']:.1%} full"
+    assert line in printed
+    rc = main(["inspect", "--model", str(smol_tokenizer_dir), "--data", str(FIXTURES / "sharegpt.jsonl"), "--packing",
+               "--max-length", "256", "--png", str(tmp_path / "m.png"), "--cache-dir", str(tmp_path / "cache")])
+    assert rc == 0 and line in capsys.readouterr().out

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from sftune.data.packing import PackingCollator, pack_rows, packed_dataset
+from sftune.data.packing import PackingCollator, pack, pack_rows
 from sftune.data.tokenize import IGNORE_INDEX
 
 ATOL = 1e-5  # float32; packed and unpacked differ only by summation order
@@ -39,12 +39,12 @@ def test_too_long_sample_is_an_error_that_names_it():
         pack_rows([{"input_ids": [1] * 3}, {"input_ids": [1] * 9}], max_length=8)
 
 
-def test_packed_dataset_keeps_every_token():
+def test_pack_keeps_every_token():
     from datasets import Dataset
 
     rows = make_rows(30)
     ds = Dataset.from_list(rows)
-    packed = packed_dataset(ds, max_length=64)
+    packed = pack(ds, max_length=64)
     assert sum(len(x) for x in packed["input_ids"]) == sum(len(r["input_ids"]) for r in rows)
     assert sum(sum(s) for s in packed["seq_lengths"]) == sum(len(r["input_ids"]) for r in rows)
     assert sorted(map(tuple, (r["input_ids"] for r in rows))) == sorted(
@@ -118,3 +118,26 @@ def test_no_attention_across_samples(tiny):
     assert not torch.allclose(l1[0, :na], l2[0, :na])  # sample A did change
     torch.testing.assert_close(l1[0, na:], l2[0, na:], atol=ATOL, rtol=0)  # B and C did not
     torch.testing.assert_close(l1[0, na : na + nb], alone[0], atol=ATOL, rtol=1e-5)  # B as if alone
+
+
+def test_pack_is_a_cached_data_step_for_a_dataset_on_disk(tmp_path):
+    from datasets import Dataset, load_from_disk
+
+    from sftune.data.packing import pack_stats
+
+    rows = make_rows(40, seed=3)
+    Dataset.from_list([{**r, "source": f"f.jsonl:{i + 1}"} for i, r in enumerate(rows)]).save_to_disk(str(tmp_path / "ds"))
+    first = pack(load_from_disk(str(tmp_path / "ds")), max_length=64, seed=5)
+    again = pack(load_from_disk(str(tmp_path / "ds")), max_length=64, seed=5)
+    assert first.column_names == ["input_ids", "labels", "seq_lengths"]  # source is for reports only
+    # the second run reads the first one's result, written next to the dataset
+    assert again.cache_files == first.cache_files and str(tmp_path / "ds") in again.cache_files[0]["filename"]
+    assert again["input_ids"] == first["input_ids"] and again["seq_lengths"] == first["seq_lengths"]
+    other_seed = pack(load_from_disk(str(tmp_path / "ds")), max_length=64, seed=6)
+    assert other_seed.cache_files != first.cache_files
+    assert sorted(map(tuple, other_seed["input_ids"])) == sorted(map(tuple, first["input_ids"]))
+    total = sum(len(r["input_ids"]) for r in rows)
+    stats = pack_stats(first, 64)
+    assert stats["samples"] == 40 and stats["tokens"] == total and stats["rows"] == len(first)
+    assert stats["fill"] == round(total / (64 * len(first)), 4)
+    assert stats["samples_per_row"]["max"] == max(len(x) for x in first["seq_lengths"])

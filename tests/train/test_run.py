@@ -249,3 +249,27 @@ def test_packed_micro_batch_must_divide_the_batch(tiny_model_dir, data_file, tmp
     cfg = _cfg(tiny_model_dir, data_file, tmp_path / "x", packing=True, per_device_train_batch_size=6, packed_micro_batch=4)
     with pytest.raises(ConfigError, match="1, 2, 3, 6"):
         micro_batching(cfg, cuda=False)
+
+
+def test_data_stage_resolves_the_template_once_and_packs_after_mixing(tiny_model_dir, data_file, tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    from sftune.data import templates
+    from sftune.data.templates import BUILTIN_TEMPLATES
+    from sftune.train import run
+
+    calls = []
+    real = templates.resolve_template
+    monkeypatch.setattr(templates, "resolve_template", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    monkeypatch.setattr("sftune.data.prepare.resolve_template", templates.resolve_template)
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text("\n".join(json.dumps({"text": f"General fact number {i}."}) for i in range(5)) + "\n")
+    cfg = _cfg(tiny_model_dir, data_file, tmp_path / "run", template="chatml", packing=True, max_length=64,
+               data=[str(data_file), {"path": str(replay), "share": 0.2}])
+    data = run.load_datasets(cfg, AutoTokenizer.from_pretrained(str(tiny_model_dir)))
+    assert calls == ["chatml"]  # two sources, one resolution
+    assert data.template == BUILTIN_TEMPLATES["chatml"]
+    assert data.train.column_names == ["input_ids", "labels", "seq_lengths"]
+    # the 30 mixed samples (24 + 6 replay rows) are all in the packed rows
+    assert data.info["packing"]["samples"] == sum(len(x) for x in data.train["seq_lengths"]) == 30
+    assert data.info["packing"]["rows"] == len(data.train)

@@ -1,4 +1,4 @@
-"""SFTTrainer: accumulation invariance, packing in the loop, length grouping."""
+"""SFTTrainer: accumulation invariance, packed rows in the loop, length grouping."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, TrainingArguments
 
+from sftune.data.packing import pack
 from sftune.train.trainer import SFTTrainer
 from test_packing import make_rows  # tests/train is on sys.path (rootdir-less test modules)
 
@@ -23,10 +24,10 @@ def _one_step(model_dir, tmp_path, rows, *, batch, accum, packing=False, chunked
         max_steps=1, optim="sgd", learning_rate=1.0, lr_scheduler_type="constant", weight_decay=0.0,
         use_cpu=True, report_to=[], save_strategy="no", disable_tqdm=True, seed=0, remove_unused_columns=False,
     )
-    tr = SFTTrainer(
-        model=model, args=args, train_dataset=Dataset.from_list(rows), packing=packing, max_length=max_length,
-        chunked_loss=chunked,
-    )
+    train = Dataset.from_list(rows)
+    if packing:  # the data step, before the trainer (as `sftune train --packing` runs it)
+        train = pack(train, max_length, seed=args.seed)
+    tr = SFTTrainer(model=model, args=args, train_dataset=train, chunked_loss=chunked)
     tr.train()
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
@@ -60,7 +61,7 @@ def test_packed_step_equals_unpacked_step(tiny_model_dir, tmp_path):
 
 
 def test_packing_needs_max_length(tiny_model_dir, tmp_path):
-    with pytest.raises(ValueError, match="packing=True needs max_length"):
+    with pytest.raises(ValueError, match="packing needs max_length"):
         _one_step(tiny_model_dir, tmp_path, make_rows(2), batch=1, accum=1, packing=True)
 
 
@@ -123,7 +124,15 @@ def test_tokens_seen_counts_every_real_token_when_pad_is_eos(tiny_model_dir, smo
         output_dir=str(tmp_path), per_device_train_batch_size=2, num_train_epochs=1, use_cpu=True, report_to=[],
         save_strategy="no", disable_tqdm=True, remove_unused_columns=False, include_num_input_tokens_seen="non_padding",
     )
-    tr = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=smol_tokenizer,
-                    packing=True, max_length=64)
+    tr = SFTTrainer(model=model, args=args, train_dataset=pack(Dataset.from_list(rows), 64, seed=args.seed),
+                    processing_class=smol_tokenizer)
     tr.train()
     assert tr.state.num_input_tokens_seen == sum(len(r["input_ids"]) for r in rows)
+
+
+def test_length_grouping_is_ignored_for_packed_rows(tiny_model_dir, tmp_path, caplog):
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, use_cpu=True, report_to=[], seed=0)
+    tr = SFTTrainer(model=model, args=args, train_dataset=pack(Dataset.from_list(make_rows(12)), 64), group_by_length=True)
+    assert "group_by_length has no effect with packing" in caplog.text
+    assert not tr.group_by_length_

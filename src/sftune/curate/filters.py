@@ -213,15 +213,13 @@ def text_rule_failure(conv: Conversation, rules: FilterRules) -> tuple[str, str]
     return None
 
 
-def token_lengths(convs: list[Conversation], tokenizer, template: str | None = None, batch: int = 1000) -> tuple[list[int], list[int]]:
-    """(whole-conversation tokens rendered with the chat template, answer tokens) per row."""
-    from ..data.templates import render, resolve_template
-
-    tmpl = resolve_template(template, tokenizer, warn=False)
+def token_lengths(convs: list[Conversation], tokenizer, template: str, batch: int = 1000) -> tuple[list[int], list[int]]:
+    """(whole-conversation tokens rendered with ``template``, a resolved chat template, answer tokens) per row."""
+    from ..data.templates import render
 
     def rendered(c: Conversation) -> str:
         if c.kind == "chat":
-            return render(tokenizer, tmpl, [{"role": m.role, "content": m.content} for m in c.messages])
+            return render(tokenizer, template, [{"role": m.role, "content": m.content} for m in c.messages])
         return "".join(m.content for m in c.messages)
 
     totals: list[int] = []
@@ -243,7 +241,11 @@ def filter_conversations(
     tokenizer=None,
     template: str | None = None,
 ) -> list[Conversation]:
-    """Return the rows that pass every rule (input order kept); drops are counted per rule in ``report``."""
+    """Return the rows that pass every rule (input order kept); drops are counted per rule in ``report``.
+
+    ``template`` is the chat template as ``--template`` takes it (none: the tokenizer's own),
+    resolved once here when a token-length rule needs the rendered conversation.
+    """
     if rules.needs_tokenizer and tokenizer is None:
         raise ConfigError("token-length rules need the model's tokenizer: pass --model NAME (default: the bundled model)")
     predicate: Callable | None = None
@@ -264,7 +266,9 @@ def filter_conversations(
             survivors.append((i, c))
 
     if rules.needs_tokenizer and survivors:
-        totals, answers = token_lengths([c for _, c in survivors], tokenizer, template)
+        from ..data.templates import resolve_template
+
+        totals, answers = token_lengths([c for _, c in survivors], tokenizer, resolve_template(template, tokenizer, warn=False))
         bounds = [
             ("min_tokens", totals, lambda n, b: n < b), ("max_tokens", totals, lambda n, b: n > b),
             ("min_answer_tokens", answers, lambda n, b: n < b), ("max_answer_tokens", answers, lambda n, b: n > b),

@@ -1,6 +1,6 @@
 """``sftune curate mix``: several inputs mixed into one file with target shares or weights.
 
-The mixing itself is :func:`sftune.train.mixing.mix`, the function training uses when it is given
+The mixing itself is :func:`sftune.data.mixing.mix`, the function training uses when it is given
 several ``--data`` sources, with the same ``share``/``weight`` options and the same seed (the
 config's ``seed``, 42 by default). So ``sftune curate mix --data a.jsonl,share=0.8 --data
 b.jsonl,share=0.2`` writes the rows a training run with those two ``--data`` flags would mix (as
@@ -87,12 +87,12 @@ def mix_conversations(
     report: CurateReport | None = None,
     names: list[str] | None = None,
 ) -> list[Conversation]:
-    """Mix lists of conversations with :func:`sftune.train.mixing.mix`; returns the mixed, shuffled rows.
+    """Mix lists of conversations with :func:`sftune.data.mixing.mix`; returns the mixed, shuffled rows.
 
     ``report`` (optional) gets rows in, rows out, ``not_sampled`` drops with examples and, in
     ``details``, the mixing info per source (rows in, rows out, requested and realised share).
     """
-    from ..train.mixing import mix
+    from ..data.mixing import mix
 
     n = len(sources)
     names = names or [f"source {i + 1}" for i in range(n)]

@@ -1,5 +1,9 @@
 """Packing: several samples per row, with no attention and no loss across sample boundaries.
 
+Packing is a data step: :func:`pack` turns the prepared (and mixed) samples into packed rows
+before the trainer sees them, cached like any ``datasets`` transform and described by
+:func:`pack_stats`; the trainer only batches the rows (:class:`PackingCollator`).
+
 Samples are packed best-fit-decreasing into rows of at most ``max_length`` tokens. A packed row
 keeps ``position_ids`` that restart at 0 for every sample; that is all the model needs:
 
@@ -72,22 +76,73 @@ def pack_rows(rows, max_length: int) -> list[list[int]]:
     return bins
 
 
-def packed_dataset(dataset, max_length: int, seed: int = 0):
-    """A ``datasets.Dataset`` whose rows are packed groups of samples (columns ``input_ids``, ``labels``, ``seq_lengths``).
+def pack(dataset, max_length: int, seed: int = 0):
+    """The packing step: a dataset of samples -> a dataset of packed rows, ready for the trainer.
 
-    The row order is shuffled with ``seed`` afterwards (the Trainer's sampler shuffles again):
-    best-fit-decreasing leaves the longest samples in the first bins.
+    Rows hold ``input_ids``, ``labels`` and ``seq_lengths`` (the samples' lengths, in order);
+    other columns (``source``) are dropped. Bins are :func:`pack_rows`'; the row order is then
+    shuffled with ``seed`` (the Trainer's sampler shuffles again), because best-fit-decreasing
+    leaves the longest samples in the first bins. It runs as a ``datasets`` ``map``, so for a
+    dataset read from disk (a prepared dataset, or a mixture of them) the result is cached next
+    to it, keyed by the dataset's fingerprint, ``max_length`` and ``seed``.
+
+    >>> from datasets import Dataset
+    >>> ds = Dataset.from_list([{"input_ids": [1, 2, 3], "labels": [-100, 2, 3]}, {"input_ids": [4, 5], "labels": [4, 5]},
+    ...                         {"input_ids": [6, 7, 8, 9], "labels": [6, 7, 8, 9]}])
+    >>> packed = pack(ds, max_length=6)
+    >>> sorted(zip(packed["input_ids"], packed["seq_lengths"]))
+    [([1, 2, 3], [3]), ([6, 7, 8, 9, 4, 5], [4, 2])]
+    >>> pack_stats(packed, max_length=6)
+    {'max_length': 6, 'rows': 2, 'samples': 3, 'tokens': 9, 'fill': 0.75, 'samples_per_row': {'mean': 1.5, 'max': 2}}
+    >>> format_pack_stats(pack_stats(packed, max_length=6))
+    'packing: 3 samples -> 2 rows of at most 6 tokens (75.0% full, 1.5 samples per row, at most 2)'
     """
-    from datasets import Dataset
+    if not max_length:
+        raise ValueError("packing needs max_length (the packed row length), e.g. --max-length 1024")
+    packed = dataset.map(
+        _pack_batch, batched=True, batch_size=None, remove_columns=dataset.column_names,
+        fn_kwargs={"max_length": max_length}, desc="packing",
+    )
+    return packed.shuffle(seed=seed).flatten_indices()
 
-    rows = [{"input_ids": ids, "labels": lab} for ids, lab in zip(dataset["input_ids"], dataset["labels"])]
-    bins = pack_rows(rows, max_length)
+
+def _pack_batch(batch: dict, max_length: int) -> dict:
+    # The whole dataset is one batch (batch_size=None): bins need every sample's length.
+    rows = [{"input_ids": ids, "labels": lab} for ids, lab in zip(batch["input_ids"], batch["labels"])]
     out = {"input_ids": [], "labels": [], "seq_lengths": []}
-    for b in bins:
+    for b in pack_rows(rows, max_length):
         out["input_ids"].append([t for i in b for t in rows[i]["input_ids"]])
         out["labels"].append([t for i in b for t in rows[i]["labels"]])
         out["seq_lengths"].append([len(rows[i]["input_ids"]) for i in b])
-    return Dataset.from_dict(out).shuffle(seed=seed).flatten_indices()
+    return out
+
+
+def pack_stats(packed, max_length: int) -> dict:
+    """What packing made of the samples: rows, samples, tokens, how full the rows are.
+
+    ``fill`` is the share of the ``rows x max_length`` token slots holding a real token (1.0: no
+    padding at all). See :func:`pack` for an example.
+    """
+    counts = [len(lens) for lens in packed["seq_lengths"]]
+    tokens = sum(sum(lens) for lens in packed["seq_lengths"])
+    rows = len(counts)
+    return {
+        "max_length": max_length,
+        "rows": rows,
+        "samples": sum(counts),
+        "tokens": tokens,
+        "fill": round(tokens / (rows * max_length), 4) if rows else 0.0,
+        "samples_per_row": {"mean": round(sum(counts) / rows, 2) if rows else 0.0, "max": max(counts, default=0)},
+    }
+
+
+def format_pack_stats(stats: dict) -> str:
+    """One line for logs, ``sftune prepare`` and ``sftune inspect``; see :func:`pack` for an example."""
+    per_row = stats["samples_per_row"]
+    return (
+        f"packing: {stats['samples']} samples -> {stats['rows']} rows of at most {stats['max_length']} tokens "
+        f"({stats['fill']:.1%} full, {per_row['mean']} samples per row, at most {per_row['max']})"
+    )
 
 
 @dataclass
@@ -95,7 +150,7 @@ class PackingCollator:
     """Batch packed rows: pad every row to the longest, restart ``position_ids`` per sample.
 
     Each item is either a list of samples (``input_ids``/``labels`` dicts) to put in one row, or
-    one already packed row with a ``seq_lengths`` list (see :func:`packed_dataset`). No
+    one already packed row with a ``seq_lengths`` list (see :func:`pack`). No
     ``attention_mask`` is returned on purpose: transformers builds the block-diagonal mask from
     the ``position_ids`` only when the 2D mask is absent. The padding tail is one more segment
     (positions from 0, label ``-100``), so it attends only to itself and is never trained.

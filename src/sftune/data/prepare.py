@@ -36,6 +36,8 @@ class Prepared:
     dataset: "object"  # datasets.Dataset
     report: DataReport
     template: str
+    """The chat template (Jinja source) every row was rendered with. Part of the cache key, written
+    by :func:`save_prepared`, and what training installs in the tokenizer it saves."""
     seconds: float
     cached: bool = False
     path: Path | None = None
@@ -95,10 +97,15 @@ def prepare(
     tokenizer,
     sources: list[DataSource] | None = None,
     *,
+    template: str | None = None,
     use_cache: bool = True,
     progress: bool = True,
 ) -> Prepared:
-    """Read every source, encode it, and return the dataset (rows in input order)."""
+    """Read every source, encode it, and return the dataset (rows in input order).
+
+    ``template`` is a chat template already resolved (Jinja source), for a caller preparing
+    several sources with one template; by default ``cfg.template`` is resolved here.
+    """
     import datasets
 
     from .readers import read_conversations
@@ -106,7 +113,7 @@ def prepare(
     sources = list(cfg.data if sources is None else sources)
     if not sources:
         raise ValueError("no training data given: pass --data FILE (or `data:` in the config)")
-    template = resolve_template(cfg.template, tokenizer)
+    template = resolve_template(cfg.template, tokenizer) if template is None else template
     t0 = time.perf_counter()
     key = cache_key(cfg, sources, tokenizer, template)
     from ..model.loading import cache_root

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .conversation import Conversation
+from .masking import check_mask_policy, trained_messages
 from .report import DataError, DataReport
 from .shapes import ShapeRenderer, opacity_problem, trained_span
 from .templates import TemplateError, render
@@ -72,8 +73,7 @@ class Encoder:
                 f"{type(tokenizer).__name__} is a slow tokenizer: exact loss masks need character offsets, "
                 "which only fast (Rust) tokenizers give. Load it with use_fast=True or convert it."
             )
-        if mask not in ("assistant", "last", "completion", "all"):
-            raise ValueError(f"unknown mask policy {mask!r}; use assistant, last, completion or all")
+        check_mask_policy(mask)
         self.tokenizer = tokenizer
         self.template = template
         self.mask = mask
@@ -96,18 +96,8 @@ class Encoder:
             self.end_ids.add(tokenizer.eos_token_id)
 
     # ---- step 1 and 2: text and character spans ---------------------------------------------
-    def _chosen(self, conv: Conversation) -> list[int]:
-        """Indices of the assistant messages the policy trains."""
-        assistant = [i for i, m in enumerate(conv.messages) if m.role == "assistant"]
-        if self.mask == "last":
-            chosen = assistant[-1:]
-        else:
-            flagged = [i for i in assistant if conv.messages[i].trainable is True]
-            chosen = flagged if (self.mask == "completion" and flagged) else assistant
-        return [i for i in chosen if conv.messages[i].trainable is not False]
-
     def _chat_spans(self, conv: Conversation) -> tuple[str, list[tuple[int, int]]]:
-        chosen = [] if self.mask == "all" else self._chosen(conv)
+        chosen = [] if self.mask == "all" else trained_messages(conv, self.mask)  # the policy step
         if self.shapes is not None:
             quick = self.shapes.text_and_spans(conv.messages, chosen, whole=self.mask == "all")
             if quick is not None:

@@ -82,12 +82,31 @@ def eval_questions(cfg: SFTConfig) -> list[str]:
     return ["Give me a 1-sentence introduction of LLM.", "Calculate 1+1-1", "What's the difference between thread and process?"]
 
 
-def load_datasets(cfg: SFTConfig, tokenizer):
-    """Prepare every source (cached), mix them, and split off held-out rows. Returns (train, eval, info)."""
-    from ..data.prepare import prepare
-    from .mixing import mix
+@dataclass
+class TrainingData:
+    """What the data stage hands to training: rows ready for the collator, and how they were made."""
 
-    preps = [prepare(cfg, tokenizer, [src]) for src in cfg.data]
+    train: object  # datasets.Dataset: samples, or packed rows (with seq_lengths) when cfg.packing
+    eval: object | None
+    info: dict
+    """Per source: the data report; the mixture; the packing statistics (for run_info.json)."""
+    template: str
+    """The chat template every row was rendered with: the one to install in the tokenizer."""
+
+
+def load_datasets(cfg: SFTConfig, tokenizer) -> TrainingData:
+    """The data stage of a run: prepare every source (cached), mix them, split off held-out rows, pack.
+
+    The chat template is resolved here, once (``cfg.template`` against the tokenizer), and every
+    source and the held-out data are prepared with it; training installs ``.template``.
+    """
+    from ..data.mixing import mix
+    from ..data.packing import format_pack_stats, pack, pack_stats
+    from ..data.prepare import prepare
+    from ..data.templates import resolve_template
+
+    template = resolve_template(cfg.template, tokenizer)
+    preps = [prepare(cfg, tokenizer, [src], template=template) for src in cfg.data]
     info = {"sources": [], "prepare_seconds": round(sum(p.seconds for p in preps), 2)}
     for src, p in zip(cfg.data, preps):
         log.info("data %s: %s%s", src.path, p.report.summary().splitlines()[0], " (cached)" if p.cached else "")
@@ -106,11 +125,16 @@ def load_datasets(cfg: SFTConfig, tokenizer):
             log.info("mixture: %s -> %d rows (%.1f%%, each row used %.2fx)", src.path, row["rows_out"], 100 * row["share"], row["times_each_row"])
     evald = None
     if cfg.eval_data:
-        evald = prepare(cfg, tokenizer, list(cfg.eval_data)).dataset
+        evald = prepare(cfg, tokenizer, list(cfg.eval_data), template=template).dataset
     elif cfg.eval_split > 0:
         split = train.train_test_split(test_size=cfg.eval_split, seed=cfg.seed)
         train, evald = split["train"], split["test"]
-    return _model_columns(train), (_model_columns(evald) if evald is not None else None), info
+    train = _model_columns(train)
+    if cfg.packing and len(train):
+        train = pack(train, cfg.max_length, seed=cfg.seed)
+        info["packing"] = pack_stats(train, cfg.max_length)
+        log.info(format_pack_stats(info["packing"]))
+    return TrainingData(train, _model_columns(evald) if evald is not None else None, info, template)
 
 
 def _model_columns(ds):
@@ -200,7 +224,7 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
     import torch
     from transformers.trainer_callback import PrinterCallback
 
-    from ..data.templates import install_template, resolve_template
+    from ..data.templates import install_template
     from ..model.loading import load_model, load_tokenizer
     from ..model.methods import apply_method, describe_parameters, qlora_load_kwargs
     from ..model.precision import choose_precision, training_args_for
@@ -222,8 +246,10 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
     log.info("precision: %s (%s)", precision, why)
 
     tokenizer = load_tokenizer(cfg.model, cache_dir=cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
-    install_template(tokenizer, resolve_template(cfg.template, tokenizer))
-    train_ds, eval_ds, data_info = load_datasets(cfg, tokenizer)
+    data = load_datasets(cfg, tokenizer)
+    # The tokenizer is saved with the model, so it gets exactly the template the rows were rendered with.
+    install_template(tokenizer, data.template)
+    train_ds, eval_ds, data_info = data.train, data.eval, data.info
     if len(train_ds) == 0:
         raise ValueError("no training rows left after reading and filtering the data; see the report above")
 
@@ -244,7 +270,7 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
         callbacks=[ProgressBar(progress), MetricsLog(out), CheckpointMarker()],
-        packing=cfg.packing, group_by_length=cfg.group_by_length, max_length=cfg.max_length,
+        group_by_length=cfg.group_by_length,
     )
     trainer.remove_callback(PrinterCallback)
     resume = None

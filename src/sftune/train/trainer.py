@@ -3,9 +3,9 @@
 The Trainer keeps the loop, the optimizer, mixed precision, checkpoints and distribution. What
 sftune changes is small and visible here:
 
-* the collator: dynamic padding (masks were made once, at tokenization), or packing
-  (``packing=True``: best-fit-decreasing rows of ``max_length`` with ``position_ids`` restarting
-  per sample, see ``sftune.data.packing``);
+* the collator: dynamic padding for samples (masks were made once, at tokenization), or, for
+  rows packed before training (``sftune.data.packing.pack``), ``position_ids`` restarting per
+  sample so no token attends to another sample;
 * optionally, length-grouped batches so a batch of short chats is not padded to one long one;
 * the loss: a chunked cross-entropy that runs the LM head only on trained tokens and never holds
   the ``[tokens, vocab]`` logits (``sftune.train.loss``), normalised by the trained tokens of the
@@ -21,7 +21,7 @@ import torch
 from transformers import Trainer
 
 from ..data.collate import PaddingCollator
-from ..data.packing import PackingCollator, packed_dataset
+from ..data.packing import PackingCollator
 from .loss import chunked_causal_lm_loss, chunked_parts
 
 log = logging.getLogger("sftune")
@@ -30,36 +30,23 @@ log = logging.getLogger("sftune")
 class SFTTrainer(Trainer):
     """A ``Trainer`` over datasets of ``input_ids``/``labels`` rows (see ``sftune.data.prepare``).
 
-    ``packing`` packs the training samples into rows of ``max_length`` tokens; then
-    ``per_device_train_batch_size`` counts packed rows. ``group_by_length`` sorts samples by length
+    The training data arrives ready: samples, or rows packed by ``sftune.data.packing.pack``
+    (they carry ``seq_lengths``; then ``per_device_train_batch_size`` counts packed rows). The
+    trainer only picks the collator for each batch. ``group_by_length`` sorts samples by length
     inside large random mega-batches (the Trainer's ``LengthGroupedSampler``), which cuts padding
     without changing what is trained. ``chunked_loss=False`` keeps the model's own loss.
     """
 
-    def __init__(
-        self, *args, packing: bool = False, group_by_length: bool = False, max_length: int | None = None,
-        chunked_loss: bool = True, **kwargs,
-    ):
-        self.packing = packing
-        self.group_by_length_ = group_by_length
-        self.max_length = max_length
+    def __init__(self, *args, group_by_length: bool = False, chunked_loss: bool = True, **kwargs):
         self.chunked_loss = chunked_loss
         self._loss_parts = None  # resolved on the first step: (decoder, lm_head) or None
         tok = kwargs.get("processing_class")
         pad_id = getattr(tok, "pad_token_id", None)
         pad_id = pad_id if pad_id is not None else 0
-        if packing:
-            if not max_length:
-                raise ValueError("packing=True needs max_length (the packed row length), e.g. --max-length 1024")
-            if group_by_length:
-                log.warning("group_by_length has no effect with packing (packed rows are already nearly full)")
-                self.group_by_length_ = False
-            train = kwargs.get("train_dataset")
-            if train is not None:
-                n = len(train)
-                seed = getattr(kwargs.get("args"), "seed", 0)
-                kwargs["train_dataset"] = packed_dataset(train, max_length, seed=seed)
-                log.info("packing: %d samples -> %d rows of at most %d tokens", n, len(kwargs["train_dataset"]), max_length)
+        if group_by_length and "seq_lengths" in getattr(kwargs.get("train_dataset"), "column_names", ()):
+            log.warning("group_by_length has no effect with packing (packed rows are already nearly full)")
+            group_by_length = False
+        self.group_by_length_ = group_by_length
         if kwargs.get("data_collator") is None:
             kwargs["data_collator"] = _Collator(PackingCollator(pad_id), PaddingCollator(pad_token_id=pad_id))
         super().__init__(*args, **kwargs)

@@ -11,6 +11,9 @@ Each source contributes a number of rows decided up front, then sampled determin
 Whole repeats before random extra rows keep over-sampling even: no row is seen three times
 while another is seen once.
 
+Mixing turns prepared datasets into one dataset: a data step, run before the trainer (by
+``sftune train`` for several ``--data`` sources, and by ``sftune curate mix`` on conversations).
+
 >>> import datasets
 >>> a = datasets.Dataset.from_dict({"x": list(range(85))})
 >>> b = datasets.Dataset.from_dict({"x": list(range(100, 110))})
@@ -24,7 +27,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def _counts(sizes: list[int], weights: list[float | None], shares: list[float | None]) -> list[int]:
+def row_counts(sizes: list[int], weights: list[float | None], shares: list[float | None]) -> list[int]:
+    """Rows each source contributes, given the sources' sizes and each one's weight or share.
+
+    >>> row_counts([85, 10], [None, None], [None, 0.15])  # 85 rows are 85% of 100: replay gets 15
+    [85, 15]
+    >>> row_counts([4, 6], [2, 0.5], [None, None])  # every row twice, half the rows
+    [8, 3]
+    >>> row_counts([4, 6], [None, None], [0.5, 0.5])  # shares only: the total stays 10
+    [5, 5]
+    """
     for i, (n, w, s) in enumerate(zip(sizes, weights, shares)):
         if n == 0:
             raise ValueError(f"data source {i + 1} has no rows left to mix")
@@ -55,7 +67,13 @@ def _counts(sizes: list[int], weights: list[float | None], shares: list[float | 
 
 
 def sample_indices(n: int, count: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` indices into ``range(n)``: whole passes, then a random subset for the rest."""
+    """``count`` indices into ``range(n)``: whole passes, then a random subset for the rest.
+
+    >>> sample_indices(3, 7, np.random.default_rng(0)).tolist()  # two whole passes, then one random row
+    [0, 1, 2, 0, 1, 2, 2]
+    >>> sample_indices(5, 2, np.random.default_rng(0)).tolist()  # under-sampling: a random subset
+    [3, 4]
+    """
     reps, rest = divmod(count, n)
     parts = [np.arange(n)] * reps + [rng.choice(n, size=rest, replace=False)]
     return np.concatenate(parts).astype(np.int64)
@@ -66,13 +84,22 @@ def mix(datasets_, weights, shares, seed: int = 42):
 
     The result is shuffled (seeded); ``info`` reports, per source, rows in, rows out, the
     realised share and how many times each row is used on average.
+
+    >>> import datasets
+    >>> a = datasets.Dataset.from_dict({"x": ["a0", "a1", "a2"]})
+    >>> b = datasets.Dataset.from_dict({"x": ["b0", "b1"]})
+    >>> ds, info = mix([a, b], [2, None], [None, None], seed=0)
+    >>> sorted(ds["x"])  # a weight of 2 shows every row of ``a`` twice
+    ['a0', 'a0', 'a1', 'a1', 'a2', 'a2', 'b0', 'b1']
+    >>> info["sources"][0]
+    {'rows_in': 3, 'rows_out': 6, 'share': 0.75, 'times_each_row': 2.0, 'requested_share': None, 'weight': 2}
     """
     import datasets
 
     sizes = [len(d) for d in datasets_]
     weights = list(weights) if weights is not None else [None] * len(sizes)
     shares = list(shares) if shares is not None else [None] * len(sizes)
-    counts = _counts(sizes, weights, shares)
+    counts = row_counts(sizes, weights, shares)
     rng = np.random.default_rng(seed)
     parts = [d.select(sample_indices(len(d), c, rng)) for d, c in zip(datasets_, counts) if c > 0]
     mixed = datasets.concatenate_datasets(parts).shuffle(seed=seed).flatten_indices()

@@ -7,7 +7,7 @@ from collections import Counter
 import datasets
 import pytest
 
-from sftune.train.mixing import mix
+from sftune.data.mixing import mix
 
 
 def _ds(tag: str, n: int) -> datasets.Dataset:
