@@ -93,6 +93,12 @@ class SFTConfig(_Strict):
     """Stop at the first bad row instead of skipping and counting it."""
     system_prompt: str | None = None
     """System message to add to conversations that have none."""
+    # ---- tool calling and reasoning (issue 14, helper "toolsin"; to be ported into the options package)
+    template_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Variables passed to the chat template in training and inference alike, e.g. {enable_thinking: false}."""
+    reasoning: Literal["keep", "mask", "inline", "drop"] = "keep"
+    """Assistant reasoning (reasoning_content): keep (train it), mask (show it, train the rest of the turn), inline (write it into the content as <think>...</think>), drop (remove it)."""
+    # ---- end of the tool-calling block
     packing: bool = False
     """Pack several samples into each row of max_length tokens (no attention across samples); the batch size then counts rows."""
     packed_micro_batch: int | None = None

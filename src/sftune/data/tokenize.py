@@ -336,9 +336,15 @@ class Encoder:
             rows.append(row)
         return rows
 
-    def warnings(self) -> list[str]:
-        """Human-readable problems seen while encoding (also put into the data report)."""
+    def warnings(self, report: DataReport | None = None) -> list[str]:
+        """Human-readable problems and facts seen while encoding (also put into the data report)."""
         w = []
+        if report is not None and report.counts.get("conversations_split"):
+            w.append(
+                f"{report.counts['conversations_split']} conversations were split into "
+                f"{report.counts['rows_from_split_conversations']} rows: the chat template rewrites earlier turns (e.g. drops "
+                "old reasoning), so each assistant turn is trained once in a rendering where it is exactly what the model generates."
+            )
         if self.stats.spans_without_end_token:
             w.append(
                 f"{self.stats.spans_without_end_token} of {self.stats.spans} assistant turns do not end with a special "
