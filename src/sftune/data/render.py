@@ -34,12 +34,17 @@ reasoning are masked); ``inline`` writes it into the content as ``<think>\\n…\
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from .conversation import Conversation
 from .shapes import trained_span
 from .templates import TOOL_TEMPLATES, TemplateError, render
 
+log = logging.getLogger(__name__)
+
 REASONING_POLICIES = ("keep", "mask", "inline", "drop")
+#: Renders of every run checked against ``apply_chat_template`` before the direct path is trusted.
+DIRECT_CHECKS = 32
 
 
 def apply_reasoning(conv: Conversation, policy: str) -> Conversation:
@@ -79,8 +84,33 @@ class ChatRenderer:
             raise ValueError(f"unknown reasoning policy {reasoning!r}; use one of {', '.join(REASONING_POLICIES)}")
         self.reasoning = reasoning
         self._tools_shown = False  # once a conversation showed its tools, the template does
+        self._direct = _direct_renderer(tokenizer, template, self.template_kwargs)
+        self._checks_left = DIRECT_CHECKS
 
     def render(self, msgs: list[dict], tools, add_generation_prompt: bool = False) -> str:
+        """``apply_chat_template(msgs, tools=tools, **template_kwargs)`` as text.
+
+        Agent data renders every conversation several times, and half of each
+        ``apply_chat_template`` call is transformers copying the messages and tools into plain
+        data. The direct path renders the same compiled template with the same variables from
+        messages that already are plain data; its first renders of every run are compared with
+        ``apply_chat_template`` and any difference turns it off (same result, slower)."""
+        if self._direct is not None:
+            try:
+                text = self._direct(msgs, tools, add_generation_prompt)
+            except Exception:
+                text = None  # let apply_chat_template raise (or not) with its own message
+            if self._checks_left <= 0 and text is not None:
+                return text
+            exact = render(
+                self.tokenizer, self.template, msgs, add_generation_prompt=add_generation_prompt, tools=tools,
+                template_kwargs=self.template_kwargs,
+            )
+            self._checks_left -= 1
+            if text != exact:
+                log.info("direct template rendering differs from apply_chat_template; using apply_chat_template")
+                self._direct = None
+            return exact
         return render(
             self.tokenizer, self.template, msgs, add_generation_prompt=add_generation_prompt, tools=tools,
             template_kwargs=self.template_kwargs,
@@ -108,7 +138,7 @@ class ChatRenderer:
                     "generation prompt, so the answer the model would generate cannot be located exactly."
                     + self._prefix_hint(conv, k)
                 )
-            without_reasoning = self._check_shown(conv, msgs, tools, k, upto)
+            without_reasoning = self._check_shown(conv, msgs, tools, k, prompt, upto)
             turns[k] = (upto, self._turn_spans(prompt, upto, without_reasoning))
         out, pending, text = [], list(chosen), full
         while pending:
@@ -138,17 +168,26 @@ class ChatRenderer:
             raise TemplateError(vanished("the tool schemas ('tools')", conv, None))
         self._tools_shown = True
 
-    def _check_shown(self, conv: Conversation, msgs: list[dict], tools, k: int, upto: str) -> str | None:
+    def _check_shown(self, conv: Conversation, msgs: list[dict], tools, k: int, prompt: str, upto: str) -> str | None:
         """Refuse when turn ``k``'s tool calls or reasoning vanish from its rendering; return the
-        turn rendered without its reasoning (for ``--reasoning mask``), when it has some."""
+        turn rendered without its reasoning (for ``--reasoning mask``), when it has some.
+
+        The exact test renders the turn without them and compares. It is skipped when the turn's
+        text visibly holds them (every called name, the reasoning text): a template that hid
+        them could not write those strings unless the content itself repeats them, and then
+        another turn still shows the problem. This halves the renders of agent data."""
         m = msgs[k]
-        if "tool_calls" in m:
+        completion = upto[len(prompt):]
+        if "tool_calls" in m and not all(c["function"]["name"] in completion for c in m["tool_calls"]):
             alt = {key: v for key, v in m.items() if key != "tool_calls"}
             if alt.get("content") is None:
                 alt["content"] = ""
             if self._same(msgs[:k] + [alt], tools, upto) == upto:
                 raise TemplateError(vanished("the assistant's tool calls ('tool_calls')", conv, k))
-        if "reasoning_content" not in m:
+        reasoning = m.get("reasoning_content")
+        if not isinstance(reasoning, str) or not reasoning.strip():
+            return None  # no reasoning, or an empty one: nothing that could vanish
+        if self.reasoning != "mask" and reasoning.strip() in completion:
             return None
         alt = {key: v for key, v in m.items() if key != "reasoning_content"}
         without = self._same(msgs[:k] + [alt], tools, upto)
@@ -169,6 +208,29 @@ class ChatRenderer:
             return spans + ([tail] if tail else [])
         span = trained_span(upto, a, b)
         return [span] if span else []
+
+
+def _direct_renderer(tokenizer, template: str, template_kwargs: dict):
+    """A function rendering like ``apply_chat_template`` (transformers 4.4x-5.x): None-valued
+    keys dropped, reasoning aliased to ``thinking``, the special tokens and template variables
+    passed; ``None`` when transformers' compiler is not where it is expected."""
+    try:
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+    except ImportError:
+        return None
+    compiled = _compile_jinja_template(template)
+    variables = {**tokenizer.special_tokens_map, **template_kwargs}
+
+    def direct(msgs: list[dict], tools, add_generation_prompt: bool) -> str:
+        chat = []
+        for m in msgs:
+            m = {k: v for k, v in m.items() if v is not None}
+            if m.get("reasoning_content") is not None:
+                m = {"thinking": m["reasoning_content"], **m}
+            chat.append(m)
+        return compiled.render(messages=chat, tools=tools or None, documents=None, add_generation_prompt=add_generation_prompt, **variables)
+
+    return direct
 
 
 def vanished(what: str, conv: Conversation, k: int | None) -> str:
