@@ -269,3 +269,35 @@ def prepare_cached_twice(cfg, tok):
     second = prepare(cfg, tok, progress=False)
     assert second.cached and second.report.to_dict() == first.report.to_dict()
     return second
+
+
+def test_cli_prepare_and_inspect_agent_data(smol_tokenizer_dir, tmp_path, capsys):
+    # Through the existing CLI: reasoning and template_kwargs come from the YAML config.
+    import datasets
+
+    from sftune.cli import main
+    from sftune.data import inspect as inspect_module
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("reasoning: mask\ntemplate: qwen3\n")
+    data, out = FIXTURES / "tool_messages.jsonl", tmp_path / "out"
+    args = ["--model", str(smol_tokenizer_dir), "--data", str(data), "--cache-dir", str(tmp_path / "cache"), "--config", str(cfg)]
+    assert main(["prepare", *args, "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "dropped      1 × tool call arguments are not valid JSON" in printed
+    assert "warning      1 × tool call names a tool absent from 'tools'" in printed
+    report = json.loads((out / "data_report.json").read_text())
+    assert report["kept"] == 4 and report["warnings_by_reason"] == {"tool call names a tool absent from 'tools'": 1}
+    assert len(datasets.load_from_disk(str(out))) == 4
+    png = tmp_path / "mask.png"
+    assert main(["inspect", *args, "--index", "1", "--png", str(png)]) == 0
+    shown = capsys.readouterr().out
+    assert "<tool_call>" in shown and "<think>" in shown and "warning: 1 ×" in shown
+    assert png.stat().st_size > 10_000
+    # colours: a trained tool call, an untrained tool result and reasoning in their own colours
+    pieces = ["<|im_start|>assistant\n", "<think>", "x", "</think>", "<tool_call>", "{}", "</tool_call>", "<tool_response>", "3", "</tool_response>"]
+    kinds = inspect_module.token_kinds(pieces)
+    assert kinds == [None, "reasoning", "reasoning", "reasoning", "tool call", "tool call", "tool call", "tool result", "tool result", "tool result"]
+    coloured = inspect_module.highlight(pieces, [False, False, False, True, True, True, True, False, False, False], True, kinds)
+    for kind in ("tool call", "tool result", "reasoning"):
+        assert inspect_module.KIND_COLORS[kind][0] in coloured
