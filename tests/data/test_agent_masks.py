@@ -301,3 +301,17 @@ def test_cli_prepare_and_inspect_agent_data(smol_tokenizer_dir, tmp_path, capsys
     coloured = inspect_module.highlight(pieces, [False, False, False, True, True, True, True, False, False, False], True, kinds)
     for kind in ("tool call", "tool result", "reasoning"):
         assert inspect_module.KIND_COLORS[kind][0] in coloured
+
+
+def test_inline_reasoning_stripped_by_the_template_is_refused(smol_tokenizer):
+    # DeepSeek-R1-style templates cut "<think>...</think>" out of assistant content.
+    strip_think = (
+        "{% for m in messages %}{% if m['role'] == 'assistant' %}"
+        "{{ '<|im_start|>assistant\\n' + m['content'].split('</think>')[-1] + '<|im_end|>\\n' }}"
+        "{% else %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+    with pytest.raises(TemplateError, match=r"does not show the reasoning written into the content.*--reasoning drop"):
+        encode_each(smol_tokenizer, strip_think, [tool_convs()[2]], reasoning="inline")
+    [rows], _ = encode_each(smol_tokenizer, strip_think, [tool_convs()[2]], reasoning="drop")
+    assert len(rows) == 1

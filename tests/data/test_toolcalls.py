@@ -118,3 +118,14 @@ def test_arguments_normalisation_is_vllms():
     assert [c["function"]["arguments"] for c in tool_calls_for_template(calls)] == [{}, {"x": [1, 2]}]
     assert calls[1]["function"]["arguments"] == '{"x": [1, 2]}'  # the input is not modified
     assert tool_calls_for_template([]) is None
+
+
+def test_canonical_json_round_trips(tmp_path):
+    convs, _ = read("tool_messages.jsonl")
+    convs += read("sharegpt_tools.jsonl")[0]
+    convs[1].messages[1].trainable = False
+    p = tmp_path / "canon.jsonl"
+    p.write_text("".join(json.dumps(c.to_dict(), ensure_ascii=False) + "\n" for c in convs))
+    again = read_conversations(DataSource(path=str(p)), DataReport())
+    assert [c.to_dict() for c in again] == [c.to_dict() for c in convs]
+    assert [c.to_messages() for c in again] == [c.to_messages() for c in convs]

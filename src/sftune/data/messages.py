@@ -222,7 +222,7 @@ def _messages(value, cols: _Columns, field: str, fmt: str) -> list[Message]:
     role_keys = [cols.mapping["role"]] if "role" in cols.mapping else (["from", "role"] if sharegpt else ["role", "from"])
     content_keys = [cols.mapping["content"]] if "content" in cols.mapping else (["value", "content"] if sharegpt else ["content", "value"])
     weight_key = cols.name("weight")
-    known = {*role_keys, *content_keys, weight_key, *_TOOL_KEYS, *_REASONING_KEYS, "role", "from", "content", "value"}
+    known = {*role_keys, *content_keys, weight_key, *_TOOL_KEYS, *_REASONING_KEYS, "role", "from", "content", "value", "trainable"}
     out: list[Message] = []
     for m in value:
         if not isinstance(m, dict):
@@ -262,6 +262,8 @@ def _messages(value, cols: _Columns, field: str, fmt: str) -> list[Message]:
                 name = f"{field}[].{weight_key}"
                 raise _Bad(f"field '{name}' is not 0 or 1", f"got {weight!r}; weight 0 excludes an assistant turn from training", name)
             trainable = False if weight == 0 else None
+        if isinstance(m.get("trainable"), bool):  # written by Conversation.to_dict (sftune curate)
+            trainable = m["trainable"]
         msg = Message(role, content, trainable, content_null=raw is None)
         if calls is not None:
             msg.tool_calls = calls

@@ -116,9 +116,13 @@ class ChatRenderer:
             template_kwargs=self.template_kwargs,
         )
 
-    def rows(self, conv: Conversation, chosen: list[int], whole: bool = False) -> list[tuple[str, list[tuple[int, int]]]]:
+    def rows(
+        self, conv: Conversation, chosen: list[int], whole: bool = False, inlined: dict[int, str] | None = None
+    ) -> list[tuple[str, list[tuple[int, int]]]]:
         """``(text, trained character spans)`` per row for ``conv`` (already through
-        :func:`apply_reasoning`); ``chosen``: the assistant message indices to train."""
+        :func:`apply_reasoning`); ``chosen``: the assistant message indices to train;
+        ``inlined``: the reasoning :func:`apply_reasoning` wrote into the content, per message
+        index (a template that strips ``<think>`` blocks from content must not hide it)."""
         msgs, tools = conv.to_messages(), conv.tools
         full = self.render(msgs, tools)
         if whole:
@@ -139,6 +143,8 @@ class ChatRenderer:
                     + self._prefix_hint(conv, k)
                 )
             without_reasoning = self._check_shown(conv, msgs, tools, k, prompt, upto)
+            if inlined and inlined.get(k, "").strip() and inlined[k].strip() not in upto[len(prompt):]:
+                raise TemplateError(vanished("the reasoning written into the content (<think>...</think>)", conv, k))
             turns[k] = (upto, self._turn_spans(prompt, upto, without_reasoning))
         out, pending, text = [], list(chosen), full
         while pending:
@@ -237,7 +243,9 @@ def vanished(what: str, conv: Conversation, k: int | None) -> str:
     """The refusal for a template that renders the same text with and without ``what``."""
     where = f"{conv.source or 'conversation'}" + (f", message {k}" if k is not None else "")
     fix = f"use a template that renders them: --template {' or --template '.join(TOOL_TEMPLATES)} (built in), or a .jinja file"
-    if "reasoning" in what:
+    if "into the content" in what:
+        fix = "--reasoning drop (train without it), or " + fix
+    elif "reasoning" in what:
         fix = "--reasoning inline (writes it into the content as <think>...</think>), --reasoning drop, or " + fix
     return (
         f"{where}: the chat template does not show {what}: it renders this conversation the same with and without "

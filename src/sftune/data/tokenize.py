@@ -125,6 +125,7 @@ class Encoder:
 
     def _chat_rows(self, conv: Conversation) -> list[tuple[str, list[tuple[int, int]]]]:
         """``(text, spans)`` per row: one, unless the template rewrites history (see render.py)."""
+        inlined = {k: m.reasoning for k, m in enumerate(conv.messages) if m.reasoning} if self.reasoning == "inline" else None
         conv = apply_reasoning(conv, self.reasoning)
         chosen = [] if self.mask == "all" else self._chosen(conv)
         # The shape shortcut only knows roles and text: tools, calls and reasoning take the direct path.
@@ -135,7 +136,7 @@ class Encoder:
                 if roles in self._checked_shapes:
                     return [quick]
                 # First conversation of this shape: check the fast path against the exact one.
-                exact = self.renderer.rows(conv, chosen, whole=self.mask == "all")
+                exact = self.renderer.rows(conv, chosen, whole=self.mask == "all", inlined=inlined)
                 if exact == [quick]:
                     self._checked_shapes.add(roles)
                 else:
@@ -146,7 +147,7 @@ class Encoder:
                     )
                     self.shapes = None
                 return exact
-        return self.renderer.rows(conv, chosen, whole=self.mask == "all")
+        return self.renderer.rows(conv, chosen, whole=self.mask == "all", inlined=inlined)
 
     def renderings(self, conv: Conversation) -> list[tuple[str, list[tuple[int, int]], bool]]:
         """``(text, trained character spans, raw)`` per row of ``conv``; ``raw``: add special
