@@ -129,3 +129,16 @@ def test_canonical_json_round_trips(tmp_path):
     again = read_conversations(DataSource(path=str(p)), DataReport())
     assert [c.to_dict() for c in again] == [c.to_dict() for c in convs]
     assert [c.to_messages() for c in again] == [c.to_messages() for c in convs]
+
+
+def test_tool_result_given_as_an_object_becomes_its_json_text(tmp_path):
+    p = tmp_path / "m.jsonl"
+    p.write_text(json.dumps({"messages": [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "w", "arguments": {}}}]},
+        {"role": "tool", "content": {"temp_c": 3}},
+        {"role": "assistant", "content": "3 °C."},
+    ]}) + "\n")
+    [c] = read_conversations(DataSource(path=str(p)), DataReport())
+    assert c.messages[2].content == '{"temp_c": 3}'
+    assert c.to_messages()[1] == {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "w", "arguments": {}}}]}

@@ -254,6 +254,8 @@ def _messages(value, cols: _Columns, field: str, fmt: str) -> list[Message]:
         if raw is None and not calls:
             name = f"{field}[].{content_keys[0]}"
             raise _Bad(f"missing field '{name}'", f"every message needs '{content_keys[0]}' (or map the key with columns: {{content: ...}})", name)
+        if role == "tool" and isinstance(raw, dict):  # a tool result stored as a JSON object: its text is that JSON
+            raw = json.dumps(raw, ensure_ascii=False)
         content = "" if raw is None else _content(raw, f"{field}[].{content_keys[0]}")
         weight = m.get(weight_key)
         trainable = None
