@@ -10,9 +10,13 @@ format                 identifying column  row
                                            ``system`` and ``history`` ([user, assistant] pairs)
 ``sharegpt``           ``conversations``   list of ``{"from", "value"}``; tags ``human``/``user``,
                                            ``gpt``/``assistant``/``model``/``chatgpt``/``bing``,
-                                           ``system``, ``tool``/``function``/``observation``
+                                           ``system``, ``tool``/``function``/``observation``,
+                                           ``function_call`` (a JSON call); ``tools`` column
 ``messages``           ``messages``        list of ``{"role", "content", "weight"?}`` (OpenAI /
-                                           Hugging Face); ``weight: 0`` = do not train this turn
+                                           Hugging Face); ``weight: 0`` = do not train this turn;
+                                           with ``tool_calls``, ``tool_call_id``, ``name``,
+                                           ``reasoning_content`` and a ``tools`` column for agent
+                                           data (see :mod:`sftune.data.messages`)
 ``prompt_completion``  ``prompt``          ``prompt`` + ``completion``: both strings (raw text,
                                            no template) or both message lists
 ``text``               ``text``            ``text``: trained on every token
