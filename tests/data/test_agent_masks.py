@@ -315,3 +315,21 @@ def test_inline_reasoning_stripped_by_the_template_is_refused(smol_tokenizer):
         encode_each(smol_tokenizer, strip_think, [tool_convs()[2]], reasoning="inline")
     [rows], _ = encode_each(smol_tokenizer, strip_think, [tool_convs()[2]], reasoning="drop")
     assert len(rows) == 1
+
+
+def test_shape_shortcut_leaves_agent_conversations_to_the_direct_path(smol_tokenizer):
+    # ChatML is proved content-opaque, but it only knows roles and text: conversations with any
+    # other key go the direct way (and equal what fast=False gives), plain ones still use shapes.
+    tok = smol_tokenizer
+    template = BUILTIN_TEMPLATES["chatml"]
+    plain = Conversation.chat([Message("user", "Hi"), Message("assistant", "Hello")])
+    extra = Conversation.chat([Message("user", "Hi", extra={"lang": "en"}), Message("assistant", "Hello")])
+    named = Conversation.chat([Message("user", "Hi", name="ann"), Message("assistant", "Hello")])
+    fast = Encoder(tok, template, "assistant")
+    calls = []
+    original = fast.shapes.text_and_spans
+    fast.shapes.text_and_spans = lambda msgs, *a, **k: calls.append(len(msgs)) or original(msgs, *a, **k)
+    got = fast.encode_many([plain, extra, named, plain], DataReport())
+    want = Encoder(tok, template, "assistant", fast=False).encode_many([plain, extra, named, plain], DataReport())
+    assert [(r["input_ids"], r["labels"]) for r in got] == [(r["input_ids"], r["labels"]) for r in want]
+    assert calls == [2, 2]  # only the two plain conversations
