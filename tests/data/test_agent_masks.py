@@ -87,6 +87,10 @@ def encode_each(tok, template, convs, **kw) -> tuple[list[list[dict]], DataRepor
         ("hermes", "keep", [1, 1, 1, 1]),
         (str(TEMPLATES / "qwen3.jinja"), "keep", [2, 2, 1, 2]),  # Qwen3's own template rewrites history
         (str(TEMPLATES / "vllm_tool_chat_template_hermes.jinja"), "drop", [1, 1, 1, 1]),
+        # InternLM2 writes arguments with Jinja's |string (a Python dict repr), as vLLM renders it
+        (str(TEMPLATES / "vllm_tool_chat_template_internlm2_tool.jinja"), "drop", [1, 1, 1, 1]),
+        # Qwen3 parses <think> out of the content again and drops it from old turns: split as with keep
+        (str(TEMPLATES / "qwen3.jinja"), "inline", [2, 2, 1, 2]),
     ],
 )
 def test_masks_follow_the_rule(smol_tokenizer, template_name, reasoning, n_rows):
