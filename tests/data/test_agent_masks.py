@@ -1,9 +1,9 @@
 """Exact masks for agent and thinking data, checked against the rule with real templates.
 
 The rule, recomputed here independently of sftune's renderer: turn k's text is
-``render(msgs[:k+1])[len(render(msgs[:k], add_generation_prompt=True)):]``; a row trains,
-of the turns not trained by an earlier row, exactly those whose ``render(msgs[:k+1])`` its text
-starts with, and every assistant turn is trained exactly once.
+``render(msgs[:k+1])[len(render(msgs[:k], add_generation_prompt=True)):]`` up to its first EOS
+(where generation stops); a row trains, of the turns not trained by an earlier row, exactly
+those whose prompt + text its text starts with; every assistant turn is trained exactly once.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ def check_rule(tok, template: str, conv: Conversation, rows: list, kwargs: dict 
         if m["role"] == "assistant":
             prompt, upto = render(msgs[:k], True), render(msgs[: k + 1])
             assert upto.startswith(prompt)
-            turns[k] = (upto, upto[len(prompt):].rstrip())
+            eos = upto.find(tok.eos_token, len(prompt))  # generation stops at the first EOS
+            text = upto if eos == -1 else upto[: eos + len(tok.eos_token)]
+            turns[k] = (text, text[len(prompt):].rstrip())
     pending = sorted(turns)
     for row in rows:
         if isinstance(row, dict):
@@ -337,3 +339,16 @@ def test_shape_shortcut_leaves_agent_conversations_to_the_direct_path(smol_token
     want = Encoder(tok, template, "assistant", fast=False).encode_many([plain, extra, named, plain], DataReport())
     assert [(r["input_ids"], r["labels"]) for r in got] == [(r["input_ids"], r["labels"]) for r in want]
     assert calls == [2, 2]  # only the two plain conversations
+
+
+def test_text_a_template_writes_after_eos_is_not_trained(smol_tokenizer):
+    # ToolACE-style: the generation prompt is written whether asked for or not, so every
+    # rendering ends with "<|im_start|>assistant\n". The model stops at <|im_end|>: the turn's
+    # text ends there, and both turns stay exact in one row.
+    tok = smol_tokenizer
+    always = BUILTIN_TEMPLATES["chatml"].replace("{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}", "{{ '<|im_start|>assistant\\n' }}")
+    assert always != BUILTIN_TEMPLATES["chatml"]
+    conv = Conversation.chat([Message("user", "a"), Message("assistant", "b"), Message("user", "c"), Message("assistant", "d")])
+    [rows], report = encode_each(tok, always, [conv])
+    assert len(rows) == 1 and not report.counts
+    assert decode(tok, [t for t, l in zip(rows[0]["input_ids"], rows[0]["labels"]) if l != IGNORE_INDEX]) == "b<|im_end|>d<|im_end|>"

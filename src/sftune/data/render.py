@@ -5,8 +5,10 @@ The rule (the model is trained on each assistant turn exactly as it generates it
 - For assistant turn ``k``: ``prompt_k = render(msgs[:k], add_generation_prompt=True)`` and
   ``upto_k = render(msgs[:k+1])``. ``upto_k`` must start with ``prompt_k`` (else the template is
   not usable for that turn: refused with :class:`TemplateError`); the turn's text is
-  ``upto_k[len(prompt_k):]``, tool-call markup, reasoning and end-of-turn token included.
-- A rendering ``R`` of ``msgs[:j+1]`` trains turn ``k`` exactly iff ``R`` starts with ``upto_k``.
+  ``upto_k[len(prompt_k):]``, tool-call markup, reasoning and end-of-turn token included, up to
+  the first EOS (generation stops there; text a template writes after it is not trained).
+- A rendering ``R`` of ``msgs[:j+1]`` trains turn ``k`` exactly iff ``R`` starts with
+  ``prompt_k`` + the turn's text.
 - Rows: the full conversation trains every turn exact in it; while some turn is left, the
   rendering up to the latest untrained turn (which is ``upto_k`` itself) trains the turns exact
   in it. A prefix-stable template gives one row; a template that rewrites history (Qwen3 drops
@@ -145,14 +147,15 @@ class ChatRenderer:
             without_reasoning = self._check_shown(conv, msgs, tools, k, prompt, upto)
             if inlined and inlined.get(k, "").strip() and inlined[k].strip() not in upto[len(prompt):]:
                 raise TemplateError(vanished("the reasoning written into the content (<think>...</think>)", conv, k))
-            turns[k] = (upto, self._turn_spans(prompt, upto, without_reasoning))
+            end = self._generated_end(prompt, upto)
+            turns[k] = (upto[:end], self._turn_spans(prompt, upto, end, without_reasoning), upto)
         out, pending, text = [], list(chosen), full
         while pending:
             exact = [k for k in pending if text.startswith(turns[k][0])]
             out.append((text, [s for k in exact for s in turns[k][1]]))
             pending = [k for k in pending if k not in exact]
             if pending:  # render up to the latest turn left: it is exact there by construction
-                text = turns[pending[-1]][0]
+                text = turns[pending[-1]][2]
         return out
 
     def _prefix_hint(self, conv: Conversation, k: int) -> str:
@@ -201,12 +204,20 @@ class ChatRenderer:
             raise TemplateError(vanished("the assistant's reasoning ('reasoning_content')", conv, k))
         return without
 
-    def _turn_spans(self, prompt: str, upto: str, without_reasoning: str | None) -> list[tuple[int, int]]:
-        a, b = len(prompt), len(upto)
+    def _generated_end(self, prompt: str, upto: str) -> int:
+        """Where the model's generation of this turn ends: after the first EOS in the turn's text
+        (generation stops there), else at the end of ``upto``. Templates that write more after it
+        (one that always appends the next generation prompt) must not train that text."""
+        eos = self.tokenizer.eos_token
+        i = upto.find(eos, len(prompt)) if eos else -1
+        return len(upto) if i == -1 else i + len(eos)
+
+    def _turn_spans(self, prompt: str, upto: str, b: int, without_reasoning: str | None) -> list[tuple[int, int]]:
+        a = len(prompt)
         if self.reasoning == "mask" and without_reasoning is not None and without_reasoning.startswith(prompt):
             # Train what the turn holds besides its reasoning: the common prefix and suffix of
             # the turn rendered with and without it; the differing middle is the reasoning.
-            cw, co = upto[a:], without_reasoning[a:]
+            cw, co = upto[a:b], without_reasoning[a : self._generated_end(prompt, without_reasoning)]
             p = _common_prefix(cw, co)
             s = min(_common_prefix(cw[::-1], co[::-1]), min(len(cw), len(co)) - p)
             spans = [(a, a + p)] if p else []
