@@ -1,7 +1,7 @@
 """Exact masks for agent and thinking data, checked against the rule with real templates.
 
 The rule, recomputed here independently of sftune's renderer: turn k's text is
-``render(msgs[:k+1])[len(render(msgs[:k], add_generation_prompt=True)):]`` up to its first EOS
+``render(msgs[:k+1])[len(render(msgs[:k], add_generation_prompt=True)):]`` up to its last EOS
 (where generation stops); a row trains, of the turns not trained by an earlier row, exactly
 those whose prompt + text its text starts with; every assistant turn is trained exactly once.
 """
@@ -51,7 +51,7 @@ def check_rule(tok, template: str, conv: Conversation, rows: list, kwargs: dict 
         if m["role"] == "assistant":
             prompt, upto = render(msgs[:k], True), render(msgs[: k + 1])
             assert upto.startswith(prompt)
-            eos = upto.find(tok.eos_token, len(prompt))  # generation stops at the first EOS
+            eos = upto.rfind(tok.eos_token, len(prompt))  # generation stops at the turn's EOS
             text = upto if eos == -1 else upto[: eos + len(tok.eos_token)]
             turns[k] = (text, text[len(prompt):].rstrip())
     pending = sorted(turns)

@@ -6,7 +6,7 @@ The rule (the model is trained on each assistant turn exactly as it generates it
   ``upto_k = render(msgs[:k+1])``. ``upto_k`` must start with ``prompt_k`` (else the template is
   not usable for that turn: refused with :class:`TemplateError`); the turn's text is
   ``upto_k[len(prompt_k):]``, tool-call markup, reasoning and end-of-turn token included, up to
-  the first EOS (generation stops there; text a template writes after it is not trained).
+  its last EOS (generation stops there; text a template writes after it is not trained).
 - A rendering ``R`` of ``msgs[:j+1]`` trains turn ``k`` exactly iff ``R`` starts with
   ``prompt_k`` + the turn's text.
 - Rows: the full conversation trains every turn exact in it; while some turn is left, the
@@ -205,11 +205,12 @@ class ChatRenderer:
         return without
 
     def _generated_end(self, prompt: str, upto: str) -> int:
-        """Where the model's generation of this turn ends: after the first EOS in the turn's text
-        (generation stops there), else at the end of ``upto``. Templates that write more after it
-        (one that always appends the next generation prompt) must not train that text."""
+        """Where the model's generation of this turn ends: after the last EOS in the turn's text,
+        else at the end of ``upto``. Templates that write more after it (one that always appends
+        the next generation prompt) must not train that text. (The last, not the first: an EOS
+        written inside the data's own text stays trained, as the shape path trains it.)"""
         eos = self.tokenizer.eos_token
-        i = upto.find(eos, len(prompt)) if eos else -1
+        i = upto.rfind(eos, len(prompt)) if eos else -1
         return len(upto) if i == -1 else i + len(eos)
 
     def _turn_spans(self, prompt: str, upto: str, b: int, without_reasoning: str | None) -> list[tuple[int, int]]:
