@@ -161,7 +161,8 @@ def plot_mask(
         ax.add_patch(plt.Rectangle((x - 0.1, y + 0.05), w + 0.2, 0.85, color="#7ccf7c" if t else "#dddddd", lw=0))
         ax.text(x, y + 0.5, text, va="center", ha="left", fontsize=8, family=["DejaVu Sans Mono", "monospace"],
                 color=KIND_COLORS[kind][1] if kind else "black", fontweight="bold" if kind else "normal")
-    legend = "".join(f", {KIND_COLORS[k][1]} text = {k}" for k in KIND_COLORS if k in kinds)
+    names = {"tool call": "blue", "tool result": "brown", "reasoning": "purple"}
+    legend = "".join(f", {names[k]} text = {k}" for k in KIND_COLORS if k in kinds)
     ax.set_title((title or "green = trained (label = token), grey = masked (label = -100)") + legend, fontsize=10, loc="left")
     if panels == 2:
         ax2 = fig.add_axes([0.07, 0.35 / fig_h, 0.9, 2.0 / fig_h])
