@@ -162,7 +162,12 @@ class ChatRenderer:
         m = conv.messages[k]
         if m.reasoning is not None and self.template_kwargs.get("enable_thinking") is False:
             return " With enable_thinking=false the generation prompt holds an empty think block, so a turn with reasoning cannot follow it: use --reasoning drop or inline, or leave enable_thinking on."
-        return " Use --mask last, or a template whose answers continue their generation prompt."
+        return (
+            " The template renders the prompt differently once the answer follows it (e.g. it writes the system prompt "
+            "or the tool list only into a user message that is the last message). Use a template whose answers continue "
+            "their generation prompt (built in: " + ", ".join(TOOL_TEMPLATES) + ", chatml), or --mask last if only the "
+            "final turns differ."
+        )
 
     def _same(self, msgs: list[dict], tools, text: str) -> str | None:
         """The rendering of ``msgs`` (compared with ``text`` by the caller); ``None`` if it fails."""
