@@ -9,6 +9,7 @@ import zlib
 
 import pytest
 
+from sftune.data import render as render_module
 from sftune.data import tokenize as tokenize_module
 from sftune.data.conversation import Conversation, Message
 from sftune.data.report import DataReport
@@ -101,8 +102,8 @@ def test_fast_paths_equal_the_direct_path(smol_tokenizer, template_name, policy,
     template = resolve_template(template_name, tok)
     convs = random_conversations(150, seed=zlib.crc32(f"{template_name}-{policy}".encode()))
     renders = []
-    original = tokenize_module.render
-    monkeypatch.setattr(tokenize_module, "render", lambda *a, **k: renders.append(1) or original(*a, **k))
+    original = render_module.render  # the direct (exact) path renders through sftune.data.render
+    monkeypatch.setattr(render_module, "render", lambda *a, **k: renders.append(1) or original(*a, **k))
 
     fast = Encoder(tok, template, policy, max_length=96)
     got, got_stats = encode_all(fast, convs)

@@ -34,7 +34,7 @@ def add_option_args(parser, group, names: list[str] | None = None, *, defaults: 
 
     ``defaults`` are a command's own defaults (shown in the help), ``required`` names flags that
     must be given, ``helps`` replaces a field's help for this command, ``short`` adds aliases
-    such as ``{"k": "-k"}``. Dict-valued fields are YAML/Python only.
+    such as ``{"k": "-k"}``. Dict-valued fields take ``KEY=VALUE ...`` (:class:`KeyValues`).
     """
     defaults, helps, short = defaults or {}, helps or {}, short or {}
     for name in names or list(group.model_fields):
@@ -63,9 +63,32 @@ def add_option_args(parser, group, names: list[str] | None = None, *, defaults: 
         elif "list" in str(ann):
             parser.add_argument(*flags, nargs="+", metavar="X", **kw)
         elif "dict" in str(ann):
-            continue
+            parser.add_argument(*flags, nargs="+", action=KeyValues, metavar="KEY=VALUE", **kw)
         else:
             parser.add_argument(*flags, metavar=extra.get("metavar", "VALUE"), **kw)
+
+
+class KeyValues(argparse.Action):
+    """``--template-kwargs enable_thinking=false k=v``: each value is read as YAML (false, 3, [a, b]).
+
+    >>> p = argparse.ArgumentParser(); _ = p.add_argument("--kw", nargs="+", action=KeyValues)
+    >>> p.parse_args(["--kw", "enable_thinking=false", "name=Ann", "n=3"]).kw
+    {'enable_thinking': False, 'name': 'Ann', 'n': 3}
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import yaml
+
+        out = dict(getattr(namespace, self.dest, None) or {})
+        for item in values:
+            key, sep, raw = item.partition("=")
+            if not sep or not key:
+                parser.error(f"{option_string}: expected KEY=VALUE, got {item!r} (e.g. {option_string} enable_thinking=false)")
+            try:
+                out[key] = yaml.safe_load(raw) if raw else ""
+            except yaml.YAMLError:
+                out[key] = raw
+        setattr(namespace, self.dest, out)
 
 
 def given(args: argparse.Namespace, names) -> dict:
@@ -97,4 +120,4 @@ def config_from_args(args: argparse.Namespace, names: list[str], config_path: st
     return load_config(config_path, overrides)
 
 
-__all__ = ["ConfigError", "add_config_args", "add_option_args", "config_from_args", "given", "options_from_args", "parse_source"]
+__all__ = ["ConfigError", "KeyValues", "add_config_args", "add_option_args", "config_from_args", "given", "options_from_args", "parse_source"]

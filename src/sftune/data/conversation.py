@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .toolcalls import tool_calls_for_template
+
 Kind = Literal["chat", "completion", "text"]
 
 #: Roles a chat conversation may use. ``tool`` is accepted because OpenAI-style data carries it.
@@ -36,17 +38,80 @@ class Message:
     policy" (assistant turns train under the default policy); ``False`` excludes a message
     even when the policy would train it (e.g. an OpenAI-style ``"weight": 0`` turn); ``True``
     marks the completion side of prompt/completion data.
+
+    Agent and reasoning data (all optional; ``None`` = the data has no such key, and the key
+    then stays absent from what the template sees):
+
+    - ``tool_calls``: an assistant turn's calls in OpenAI form (:mod:`sftune.data.toolcalls`),
+      ``arguments`` as the data had them (a JSON string or an object);
+    - ``tool_call_id`` and ``name``: which call a ``tool`` message answers;
+    - ``reasoning``: the assistant's reasoning trace (``reasoning_content``; read from the keys
+      ``reasoning_content``, ``reasoning`` or ``thinking``);
+    - ``content_null``: the data had ``"content": null`` (a turn that only calls tools);
+      ``content`` is then ``""`` so text-level code keeps working, and templates get ``None``;
+    - ``extra``: any other keys of the data's message, handed to the template unchanged.
     """
 
     role: str
     content: str
     trainable: bool | None = None
+    tool_calls: list[dict] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+    reasoning: str | None = None
+    content_null: bool = False
+    extra: dict | None = None
+
+    def to_template(self) -> dict:
+        """The dict a chat template gets for this message (see :meth:`Conversation.to_messages`).
+
+        >>> Message("assistant", "", tool_calls=[{"type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}],
+        ...         content_null=True).to_template()
+        {'role': 'assistant', 'content': None, 'tool_calls': [{'type': 'function', 'function': {'name': 'f', 'arguments': {'a': 1}}}]}
+        """
+        d = {"role": self.role, "content": None if self.content_null else self.content}
+        if self.tool_calls is not None:
+            d["tool_calls"] = tool_calls_for_template(self.tool_calls)
+            if d["tool_calls"] is None:  # an empty list: vLLM drops it too
+                del d["tool_calls"]
+        if self.tool_call_id is not None:
+            d["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            d["name"] = self.name
+        if self.reasoning is not None:
+            d["reasoning_content"] = self.reasoning
+        if self.extra:
+            d.update({k: v for k, v in self.extra.items() if k not in d})
+        return d
 
     def to_dict(self) -> dict:
-        d = {"role": self.role, "content": self.content}
+        """Canonical JSON (what ``sftune curate`` writes): every key the data had, arguments as given.
+
+        >>> Message("tool", "21", tool_call_id="c1", name="weather").to_dict()
+        {'role': 'tool', 'content': '21', 'tool_call_id': 'c1', 'name': 'weather'}
+        """
+        d = {"role": self.role, "content": None if self.content_null else self.content}
+        if self.tool_calls is not None:
+            d["tool_calls"] = self.tool_calls
+        if self.tool_call_id is not None:
+            d["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            d["name"] = self.name
+        if self.reasoning is not None:
+            d["reasoning_content"] = self.reasoning
+        if self.extra:
+            d.update({k: v for k, v in self.extra.items() if k not in d})
         if self.trainable is not None:
             d["trainable"] = self.trainable
         return d
+
+    @property
+    def is_plain(self) -> bool:
+        """Role and text only: what the shape-rendering shortcut (``sftune.data.shapes``) handles."""
+        return (
+            self.tool_calls is None and self.tool_call_id is None and self.name is None
+            and self.reasoning is None and not self.content_null and not self.extra
+        )
 
 
 @dataclass
@@ -73,10 +138,32 @@ class Conversation:
     kind: Kind = "chat"
     source: Source | None = None
     meta: dict = field(default_factory=dict)
+    tools: list[dict] | None = None  # tool schemas in OpenAI form (sftune.data.toolcalls.normalize_tools)
 
     @classmethod
-    def chat(cls, messages: list[Message], source: Source | None = None) -> "Conversation":
-        return cls(messages=list(messages), kind="chat", source=source)
+    def chat(cls, messages: list[Message], source: Source | None = None, tools: list[dict] | None = None) -> "Conversation":
+        return cls(messages=list(messages), kind="chat", source=source, tools=tools or None)
+
+    def to_messages(self) -> list[dict]:
+        """The messages exactly as a chat template gets them, in training and at inference:
+        ``apply_chat_template(conv.to_messages(), tools=conv.tools, **template_kwargs)``.
+
+        A key the data lacks stays absent (templates test ``is defined``/``in message``);
+        ``content`` is ``None`` where the data had null (transformers then drops the key, as it
+        does for an inference request); tool-call ``arguments`` are mappings
+        (:func:`~sftune.data.toolcalls.tool_calls_for_template`); reasoning is under
+        ``reasoning_content`` (transformers also copies it to ``thinking`` for gpt-oss templates).
+
+        >>> c = Conversation.chat([Message("user", "Hi"), Message("assistant", "Hello", reasoning="greet")])
+        >>> c.to_messages()
+        [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Hello', 'reasoning_content': 'greet'}]
+        """
+        return [m.to_template() for m in self.messages]
+
+    @property
+    def is_plain(self) -> bool:
+        """No tools, tool calls or reasoning: every message is a role and a text."""
+        return not self.tools and all(m.is_plain for m in self.messages)
 
     @classmethod
     def completion(cls, prompt: str, completion: str, source: Source | None = None) -> "Conversation":
@@ -102,7 +189,10 @@ class Conversation:
             return {"text": self.messages[0].content}
         if self.kind == "completion":
             return {"prompt": self.messages[0].content, "completion": self.messages[1].content}
-        return {"messages": [m.to_dict() for m in self.messages]}
+        d = {"messages": [m.to_dict() for m in self.messages]}
+        if self.tools:
+            d["tools"] = self.tools
+        return d
 
     @property
     def prompt_messages(self) -> list[Message]:

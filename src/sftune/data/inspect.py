@@ -1,7 +1,13 @@
 """See what will be trained: a sample with trained tokens highlighted, a PNG of the mask, statistics.
 
+Trained tokens have a green background. In agent and reasoning data, tool calls, tool results and
+reasoning are also told apart by colour (blue, yellow and magenta text), found from the markup
+the common chat templates write (:data:`MARKUP`).
+
 >>> print(highlight(["Hi", "!", "<|im_end|>"], [False, True, True], color=False))
 Hi[[!<|im_end|>]]
+>>> token_kinds(["<think>", "hm", "</think>", "ok", "<tool_call>", "{}", "</tool_call>"])
+['reasoning', 'reasoning', 'reasoning', None, 'tool call', 'tool call', 'tool call']
 """
 
 from __future__ import annotations
@@ -14,6 +20,40 @@ from .tokenize import IGNORE_INDEX
 
 GREEN, RESET = "\x1b[42;30m", "\x1b[0m"
 
+#: (kind, opening markup, closing markup) of the tool-call, tool-result and reasoning blocks the
+#: common templates write (Qwen/Hermes, Mistral, Llama 3.x, DeepSeek-R1 style).
+MARKUP = [
+    ("reasoning", "<think>", "</think>"),
+    ("tool call", "<tool_call>", "</tool_call>"),
+    ("tool call", "[TOOL_CALLS]", "</s>"),
+    ("tool call", "<|python_tag|>", "<|eom_id|>"),
+    ("tool result", "<tool_response>", "</tool_response>"),
+    ("tool result", "[TOOL_RESULTS]", "[/TOOL_RESULTS]"),
+    ("tool result", "<|start_header_id|>ipython<|end_header_id|>", "<|eot_id|>"),
+]
+#: Terminal text colour and PNG text colour of each kind.
+KIND_COLORS = {"tool call": ("\x1b[1;34m", "#1f4fd1"), "tool result": ("\x1b[1;33m", "#a06800"), "reasoning": ("\x1b[1;35m", "#a0209a")}
+
+
+def token_kinds(pieces: list[str]) -> list[str | None]:
+    """Per token: ``"tool call"``, ``"tool result"``, ``"reasoning"`` (inside such a block,
+    markup included) or ``None``. A block left open runs to the end of the sample."""
+    text = "".join(pieces)
+    kinds_at = [None] * len(text)
+    for kind, open_, close in MARKUP:
+        start = text.find(open_)
+        while start != -1:
+            end = text.find(close, start + len(open_))
+            end = len(text) if end == -1 else end + len(close)
+            for i in range(start, end):
+                kinds_at[i] = kinds_at[i] or kind
+            start = text.find(open_, end)
+    out, pos = [], 0
+    for p in pieces:
+        out.append(next((k for k in kinds_at[pos : pos + len(p)] if k), None) if p else None)
+        pos += len(p)
+    return out
+
 
 def _visible(tok: str) -> str:
     return tok.replace("\n", "\\n\n").replace("\t", "\\t")
@@ -24,12 +64,15 @@ def token_pieces(tokenizer, ids: list[int]) -> list[str]:
     return [tokenizer.decode([i], skip_special_tokens=False, clean_up_tokenization_spaces=False) for i in ids]
 
 
-def highlight(pieces: list[str], trained: list[bool], color: bool) -> str:
-    """Mark trained tokens: green background in a terminal, ``[[...]]`` around trained runs otherwise."""
+def highlight(pieces: list[str], trained: list[bool], color: bool, kinds: list[str | None] | None = None) -> str:
+    """Mark trained tokens: green background in a terminal (tool calls, tool results and
+    reasoning in their :data:`KIND_COLORS`), ``[[...]]`` around trained runs otherwise."""
     out, inside = [], False
-    for p, t in zip(pieces, trained):
+    kinds = kinds or [None] * len(pieces)
+    for p, t, kind in zip(pieces, trained, kinds):
         if color:
-            out.append(f"{GREEN}{_visible(p)}{RESET}" if t else _visible(p))
+            fg = KIND_COLORS[kind][0] if kind else ""
+            out.append(f"{GREEN}{fg}{_visible(p)}{RESET}" if t else (f"{fg}{_visible(p)}{RESET}" if fg else _visible(p)))
             continue
         if t and not inside:
             out.append("[[")
@@ -81,8 +124,11 @@ def format_stats(s: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_mask(pieces: list[str], trained: list[bool], path: str | Path, title: str = "", lengths=None, width: int = 90) -> Path:
-    """Draw tokens as boxes (green = trained, grey = not trained), wrapped like text.
+def plot_mask(
+    pieces: list[str], trained: list[bool], path: str | Path, title: str = "", lengths=None, width: int = 90, kinds=None
+) -> Path:
+    """Draw tokens as boxes (green = trained, grey = not trained), wrapped like text; the text of
+    tool calls, tool results and reasoning in their :data:`KIND_COLORS`.
 
     When ``lengths`` is given a second panel shows the token-length histogram of the dataset.
     """
@@ -93,12 +139,13 @@ def plot_mask(pieces: list[str], trained: list[bool], path: str | Path, title: s
 
     # Lay tokens out on a character grid: each token takes len(text)+1 columns.
     rows, x, y = [], 0, 0
-    for p, t in zip(pieces, trained):
+    kinds = kinds or [None] * len(pieces)
+    for p, t, kind in zip(pieces, trained, kinds):
         text = p.replace("\n", "⏎")
         w = max(1, len(text))
         if x + w > width:
             x, y = 0, y + 1
-        rows.append((x, y, w, text, t))
+        rows.append((x, y, w, text, t, kind))
         x += w + 1
         if "\n" in p:
             x, y = 0, y + 1
@@ -110,10 +157,13 @@ def plot_mask(pieces: list[str], trained: list[bool], path: str | Path, title: s
     ax.set_xlim(0, width)
     ax.set_ylim(n_lines, -0.2)
     ax.axis("off")
-    for x, y, w, text, t in rows:
+    for x, y, w, text, t, kind in rows:
         ax.add_patch(plt.Rectangle((x - 0.1, y + 0.05), w + 0.2, 0.85, color="#7ccf7c" if t else "#dddddd", lw=0))
-        ax.text(x, y + 0.5, text, va="center", ha="left", fontsize=8, family=["DejaVu Sans Mono", "monospace"])
-    ax.set_title(title or "green = trained (label = token), grey = masked (label = -100)", fontsize=10, loc="left")
+        ax.text(x, y + 0.5, text, va="center", ha="left", fontsize=8, family=["DejaVu Sans Mono", "monospace"],
+                color=KIND_COLORS[kind][1] if kind else "black", fontweight="bold" if kind else "normal")
+    names = {"tool call": "blue", "tool result": "brown", "reasoning": "purple"}
+    legend = "".join(f", {names[k]} text = {k}" for k in KIND_COLORS if k in kinds)
+    ax.set_title((title or "green = trained (label = token), grey = masked (label = -100)") + legend, fontsize=10, loc="left")
     if panels == 2:
         ax2 = fig.add_axes([0.07, 0.35 / fig_h, 0.9, 2.0 / fig_h])
         ax2.hist(lengths, bins=40, color="#4c72b0")
@@ -135,14 +185,18 @@ def inspect_prepared(prep, tokenizer, *, index: int = 0, png: str | Path | None 
     row = ds[index]
     pieces = token_pieces(tokenizer, row["input_ids"])
     trained = [l != IGNORE_INDEX for l in row["labels"]]
+    kinds = token_kinds(pieces)
     lines = [f"sample {index} ({row.get('source') or 'row ' + str(index)}), {len(pieces)} tokens, {sum(trained)} trained:"]
-    lines.append(highlight(pieces, trained, color))
+    lines.append(highlight(pieces, trained, color, kinds))
+    if color and any(kinds):
+        lines.append("colours: " + ", ".join(f"{KIND_COLORS[k][0]}{k}{RESET}" for k in KIND_COLORS if k in kinds))
     lines.append("")
     s = stats(ds, prep.report)
     lines.append(format_stats(s))
     lines.extend(f"note: {n}" for n in prep.report.notes)
+    lines.extend(f"warning: {n} × {reason}" for reason, n in prep.report.warnings.most_common())
     if png:
         lengths = [len(x) for x in ds["input_ids"]]
-        plot_mask(pieces, trained, png, title=f"sample {index}: green = trained, grey = label -100", lengths=lengths)
+        plot_mask(pieces, trained, png, title=f"sample {index}: green = trained, grey = label -100", lengths=lengths, kinds=kinds)
         lines.append(f"mask picture written to {png}")
     return "\n".join(lines)

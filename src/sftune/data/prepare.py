@@ -73,7 +73,7 @@ def cache_key(cfg: SFTConfig, sources: list[DataSource], tokenizer, template: st
         "sources": [{**s.model_dump(exclude={"weight", "share"}), **_fingerprint_path(s.path)} for s in sources],
         "tokenizer": _tokenizer_fingerprint(tokenizer),
         "template": template,
-        "options": {k: getattr(cfg, k) for k in ("format", "mask", "max_length", "system_prompt")},
+        "options": {k: getattr(cfg, k) for k in ("format", "mask", "max_length", "system_prompt", "template_kwargs", "reasoning")},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -125,13 +125,13 @@ def prepare(
         return Prepared(ds, report, template, time.perf_counter() - t0, cached=True, path=cache_dir)
 
     report = DataReport(strict=cfg.strict)
-    encoder = Encoder(tokenizer, template, cfg.mask, cfg.max_length)
+    encoder = Encoder(tokenizer, template, cfg.mask, cfg.max_length, template_kwargs=cfg.template_kwargs, reasoning=cfg.reasoning)
     convs = []
     for src in sources:
         convs.extend(read_conversations(src, report, default_format=cfg.format, system_prompt=cfg.system_prompt))
     cols = encode_conversations(convs, encoder, report, progress)
     report.kept = len(cols["input_ids"])
-    report.notes.extend(encoder.warnings())
+    report.notes.extend(encoder.warnings(report))
     ds = to_dataset(cols)
     seconds = time.perf_counter() - t0
     if use_cache:

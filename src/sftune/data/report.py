@@ -44,6 +44,13 @@ class DataReport:
     dropped: Counter = field(default_factory=Counter)
     examples: dict = field(default_factory=lambda: defaultdict(list))
     notes: list = field(default_factory=list)
+    # Kept rows with something worth a look (e.g. a call naming a tool absent from `tools`),
+    # per reason, with the first few locations; strict mode raises instead.
+    warnings: Counter = field(default_factory=Counter)
+    warning_examples: dict = field(default_factory=lambda: defaultdict(list))
+    # Counters of the encoding step, e.g. how many conversations a history-rewriting template
+    # split into how many rows (see sftune.data.tokenize).
+    counts: Counter = field(default_factory=Counter)
 
     def seen(self, n: int = 1) -> None:
         self.rows_in += n
@@ -67,6 +74,14 @@ class DataReport:
         if len(self.examples[err.reason]) < EXAMPLES_PER_REASON:
             self.examples[err.reason].append(str(err.source) if err.source is not None else "?")
 
+    def warn(self, reason: str, source: Source | str | None = None, fix: str | None = None) -> None:
+        """Record a kept row that deserves a look. In strict mode this raises instead."""
+        if self.strict:
+            raise DataError(reason, source, fix=fix)
+        self.warnings[reason] += 1
+        if len(self.warning_examples[reason]) < EXAMPLES_PER_REASON:
+            self.warning_examples[reason].append(str(source) if source is not None else "?")
+
     @property
     def n_dropped(self) -> int:
         return sum(self.dropped.values())
@@ -79,6 +94,9 @@ class DataReport:
             "dropped_by_reason": dict(self.dropped),
             "examples": {k: list(v) for k, v in self.examples.items()},
             "notes": list(self.notes),
+            "warnings_by_reason": dict(self.warnings),
+            "warning_examples": {k: list(v) for k, v in self.warning_examples.items()},
+            "counts": dict(self.counts),
         }
 
     @classmethod
@@ -87,6 +105,10 @@ class DataReport:
         r.dropped.update(d.get("dropped_by_reason", {}))
         for k, v in d.get("examples", {}).items():
             r.examples[k] = list(v)
+        r.warnings.update(d.get("warnings_by_reason", {}))
+        for k, v in d.get("warning_examples", {}).items():
+            r.warning_examples[k] = list(v)
+        r.counts.update(d.get("counts", {}))
         return r
 
     def summary(self) -> str:
@@ -94,6 +116,9 @@ class DataReport:
         for reason, n in self.dropped.most_common():
             where = ", ".join(self.examples.get(reason, []))
             lines.append(f"  dropped {n:>6} × {reason}" + (f"   (e.g. {where})" if where else ""))
+        for reason, n in self.warnings.most_common():
+            where = ", ".join(self.warning_examples.get(reason, []))
+            lines.append(f"  warning {n:>6} × {reason}" + (f"   (e.g. {where})" if where else ""))
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 

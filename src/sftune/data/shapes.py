@@ -229,15 +229,16 @@ class ShapeRenderer:
     ``None`` whenever a conversation needs the exact path instead.
     """
 
-    def __init__(self, tokenizer, template: str):
+    def __init__(self, tokenizer, template: str, template_kwargs: dict | None = None):
         self.tokenizer = tokenizer
         self.template = template
+        self.template_kwargs = template_kwargs
         self._shapes: dict[tuple[str, ...], _Shape | None] = {}
         self._plans: dict[tuple, tuple | None] = {}
 
     def _render(self, roles, n: int, add_generation_prompt: bool = False) -> str:
         msgs = [{"role": r, "content": f"{_OPEN}{k}{_CLOSE}"} for k, r in enumerate(roles[:n])]
-        return render(self.tokenizer, self.template, msgs, add_generation_prompt=add_generation_prompt)
+        return render(self.tokenizer, self.template, msgs, add_generation_prompt=add_generation_prompt, template_kwargs=self.template_kwargs)
 
     def _shape(self, roles: tuple[str, ...]) -> _Shape | None:
         if roles not in self._shapes:

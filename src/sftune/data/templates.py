@@ -5,7 +5,7 @@ so training renders exactly what inference renders. The template chosen here is 
 the saved tokenizer (``tokenizer.chat_template``), so a plain ``transformers`` user gets it too.
 
 >>> sorted(BUILTIN_TEMPLATES)
-['chatml', 'human_assistant', 'llama3', 'qwen2.5']
+['chatml', 'hermes', 'human_assistant', 'llama3', 'qwen2.5', 'qwen3']
 """
 
 from __future__ import annotations
@@ -62,7 +62,103 @@ HUMAN_ASSISTANT = (
     "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
 
-BUILTIN_TEMPLATES = {"chatml": CHATML, "llama3": LLAMA3, "qwen2.5": QWEN25, "human_assistant": HUMAN_ASSISTANT}
+# ---- tool calling and reasoning -----------------------------------------------------------------
+# Written for sftune, for ChatML tokenizers (<|im_start|>/<|im_end|>, e.g. SmolLM2) whose own
+# template cannot show tools. Both are prefix-stable (no turn changes when later ones are added, so
+# a conversation stays one training row), put the tool schemas in the system turn, write each call
+# as <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call> after the turn's text, and the
+# reasoning as <think>\n...\n</think>\n\n before it. Content is written with `~` so a turn whose
+# content is absent (a call-only turn: transformers drops content=None) renders as empty text.
+# With enable_thinking=false the generation prompt pre-fills an empty think block, and turns
+# without reasoning carry the same empty block, so what is trained is what the model continues.
+_THINK = (
+    "{%- if message.reasoning_content is string %}"
+    "{{- '<think>\\n' ~ message.reasoning_content ~ '\\n</think>\\n\\n' }}"
+    "{%- elif enable_thinking is defined and enable_thinking is false %}"
+    "{{- '<think>\\n\\n</think>\\n\\n' }}"
+    "{%- endif %}"
+)
+_CALLS = (
+    "{%- for tool_call in message.tool_calls or [] %}"
+    "{%- set call = tool_call.function if tool_call.function is defined else tool_call %}"
+    "{{- '\\n<tool_call>\\n{\"name\": \"' ~ call.name ~ '\", \"arguments\": ' }}"
+    "{%- if call.arguments is string %}{{- call.arguments }}{%- else %}{{- call.arguments | tojson }}{%- endif %}"
+    "{{- '}\\n</tool_call>' }}"
+    "{%- endfor %}"
+)
+_GENERATION = (
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}"
+    "{%- endif %}"
+)
+_TOOLS_HEADER = (
+    "# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>"
+)
+_TOOLS_FOOTER = (
+    "\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within "
+    "<tool_call></tool_call> XML tags:\\n<tool_call>\\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\\n</tool_call>"
+)
+
+# Qwen3's layout: tools in the system turn, tool results as <tool_response> blocks inside a user
+# turn (consecutive results share one), <think> reasoning. Unlike Qwen3's own template it keeps
+# the reasoning of earlier turns, so it does not rewrite history.
+QWEN3 = (
+    "{%- set first_system = messages and messages[0].role == 'system' %}"
+    "{%- if tools %}"
+    "{{- '<|im_start|>system\\n' }}{%- if first_system %}{{- messages[0].content ~ '\\n\\n' }}{%- endif %}"
+    "{{- '" + _TOOLS_HEADER + "' }}"
+    "{%- for tool in tools %}{{- '\\n' ~ (tool | tojson) }}{%- endfor %}"
+    "{{- '" + _TOOLS_FOOTER + "<|im_end|>\\n' }}"
+    "{%- elif first_system %}{{- '<|im_start|>system\\n' ~ messages[0].content ~ '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if message.role == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' }}" + _THINK + "{{- message.content }}" + _CALLS + "{{- '<|im_end|>\\n' }}"
+    "{%- elif message.role == 'tool' %}"
+    "{%- if loop.first or messages[loop.index0 - 1].role != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}"
+    "{{- '\\n<tool_response>\\n' ~ message.content ~ '\\n</tool_response>' }}"
+    "{%- if loop.last or messages[loop.index0 + 1].role != 'tool' %}{{- '<|im_end|>\\n' }}{%- endif %}"
+    "{%- elif not (message.role == 'system' and loop.first) %}"
+    "{{- '<|im_start|>' ~ message.role ~ '\\n' ~ message.content ~ '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}" + _GENERATION
+)
+
+# Hermes 2 Pro's layout (NousResearch): the same <tool_call> JSON calls, tool results in a turn of
+# their own role "tool" as <tool_response> blocks.
+HERMES = (
+    "{%- set first_system = messages and messages[0].role == 'system' %}"
+    "{%- if tools %}"
+    "{{- '<|im_start|>system\\n' }}{%- if first_system %}{{- messages[0].content ~ '\\n\\n' }}{%- endif %}"
+    "{{- 'You are a function calling AI model. You are provided with function signatures within <tools></tools> XML "
+    "tags. You may call one or more functions to assist with the user query. Don\\'t make assumptions about what "
+    "values to plug into functions.\\n<tools>' }}"
+    "{%- for tool in tools %}{{- '\\n' ~ (tool | tojson) }}{%- endfor %}"
+    "{{- '" + _TOOLS_FOOTER + "<|im_end|>\\n' }}"
+    "{%- elif first_system %}{{- '<|im_start|>system\\n' ~ messages[0].content ~ '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if message.role == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' }}" + _THINK + "{{- message.content }}" + _CALLS + "{{- '<|im_end|>\\n' }}"
+    "{%- elif message.role == 'tool' %}"
+    "{{- '<|im_start|>tool\\n<tool_response>\\n' ~ message.content ~ '\\n</tool_response><|im_end|>\\n' }}"
+    "{%- elif not (message.role == 'system' and loop.first) %}"
+    "{{- '<|im_start|>' ~ message.role ~ '\\n' ~ message.content ~ '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}" + _GENERATION
+)
+
+BUILTIN_TEMPLATES = {
+    "chatml": CHATML,
+    "llama3": LLAMA3,
+    "qwen2.5": QWEN25,
+    "human_assistant": HUMAN_ASSISTANT,
+    "qwen3": QWEN3,
+    "hermes": HERMES,
+}
+#: Built-ins that render tools, tool calls and reasoning (named in errors about templates that cannot).
+TOOL_TEMPLATES = ("qwen3", "hermes")
 _ALIASES = {"qwen2_5": "qwen2.5", "qwen": "qwen2.5", "llama-3": "llama3", "plain": "human_assistant", "human-assistant": "human_assistant"}
 
 
@@ -103,10 +199,25 @@ def resolve_template(spec: str | None, tokenizer, *, warn: bool = True) -> str:
     )
 
 
-def render(tokenizer, template: str, messages: list[dict], *, add_generation_prompt: bool = False) -> str:
-    """Render messages to text with HF's Jinja environment (the same code path inference uses)."""
+def render(
+    tokenizer,
+    template: str,
+    messages: list[dict],
+    *,
+    add_generation_prompt: bool = False,
+    tools: list[dict] | None = None,
+    template_kwargs: dict | None = None,
+) -> str:
+    """Render messages to text with HF's Jinja environment (the same code path inference uses):
+    ``apply_chat_template(messages, tools=tools, **template_kwargs)``, ``messages`` as
+    :meth:`~sftune.data.conversation.Conversation.to_messages` gives them."""
     return tokenizer.apply_chat_template(
-        messages, chat_template=template, tokenize=False, add_generation_prompt=add_generation_prompt
+        messages,
+        chat_template=template,
+        tokenize=False,
+        add_generation_prompt=add_generation_prompt,
+        tools=tools or None,
+        **(template_kwargs or {}),
     )
 
 

@@ -15,9 +15,12 @@ its neighbours, or when a user message itself contains ``<|im_start|>assistant``
    A token that straddles the start of a span contains prompt text, so it is not trained.
 
 This holds for templates that inject a default system prompt, trim or rewrite content, and
-multi-turn conversations, because only rendered text is compared. A template that rewrites
-earlier turns when later ones are added (so step 2's prefix property fails) is reported with
-the fix rather than masked wrongly.
+multi-turn conversations, because only rendered text is compared. Tools, tool calls, tool
+results and reasoning reach the template as ``Conversation.to_messages()`` gives them, with the
+``tools`` and ``template_kwargs`` inference uses. A template that rewrites earlier turns when
+later ones are added (Qwen3 drops old reasoning) makes one conversation several rows, each turn
+trained once where its text is exact; one that hides tool calls or reasoning is refused; see
+:mod:`sftune.data.render`.
 
 Speed, with the same result: for templates that only paste message content into place (proved
 from the template's syntax tree), steps 1-2 are done once per conversation *shape* and reused
@@ -39,9 +42,10 @@ import numpy as np
 
 from .conversation import Conversation
 from .masking import check_mask_policy, trained_messages
+from .render import ChatRenderer, apply_reasoning
 from .report import DataError, DataReport
-from .shapes import ShapeRenderer, opacity_problem, trained_span
-from .templates import TemplateError, render
+from .shapes import ShapeRenderer, opacity_problem
+from .templates import TemplateError
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,17 @@ class Encoder:
     completion, whatever the policy but ``all``.
     """
 
-    def __init__(self, tokenizer, template: str, mask: str = "assistant", max_length: int = 2048, *, fast: bool = True):
+    def __init__(
+        self,
+        tokenizer,
+        template: str,
+        mask: str = "assistant",
+        max_length: int = 2048,
+        *,
+        fast: bool = True,
+        template_kwargs: dict | None = None,
+        reasoning: str = "keep",
+    ):
         if not getattr(tokenizer, "is_fast", False):
             raise TemplateError(
                 f"{type(tokenizer).__name__} is a slow tokenizer: exact loss masks need character offsets, "
@@ -79,12 +93,15 @@ class Encoder:
         self.mask = mask
         self.max_length = max_length
         self.stats = EncodeStats()
+        # template_kwargs (e.g. enable_thinking=False) reach every render, as at inference.
+        self.renderer = ChatRenderer(tokenizer, template, template_kwargs, reasoning)
+        self.reasoning = reasoning
         # Two shortcuts, each exact and each checked against the direct way as it runs; fast=False
         # turns both off (same rows, slower: for checking). Content-opaque templates render once
         # per conversation shape (sftune.data.shapes); loss masks are set from each span's end
         # tokens (_chat_labels). mask="all" keeps the per-token rule, which skips zero-width tokens.
         problem = opacity_problem(template) if fast else "fast=False"
-        self.shapes = ShapeRenderer(tokenizer, template) if problem is None else None
+        self.shapes = ShapeRenderer(tokenizer, template, template_kwargs) if problem is None else None
         if problem is not None:
             log.info("chat template is rendered per conversation (%s)", problem)
         self._checked_shapes: set[tuple[str, ...]] = set()
@@ -96,17 +113,21 @@ class Encoder:
             self.end_ids.add(tokenizer.eos_token_id)
 
     # ---- step 1 and 2: text and character spans ---------------------------------------------
-    def _chat_spans(self, conv: Conversation) -> tuple[str, list[tuple[int, int]]]:
+    def _chat_rows(self, conv: Conversation) -> list[tuple[str, list[tuple[int, int]]]]:
+        """``(text, spans)`` per row: one, unless the template rewrites history (see render.py)."""
+        inlined = {k: m.reasoning for k, m in enumerate(conv.messages) if m.reasoning} if self.reasoning == "inline" else None
+        conv = apply_reasoning(conv, self.reasoning)
         chosen = [] if self.mask == "all" else trained_messages(conv, self.mask)  # the policy step
-        if self.shapes is not None:
+        # The shape shortcut only knows roles and text: tools, calls and reasoning take the direct path.
+        if self.shapes is not None and conv.is_plain:
             quick = self.shapes.text_and_spans(conv.messages, chosen, whole=self.mask == "all")
             if quick is not None:
                 roles = tuple(m.role for m in conv.messages)
                 if roles in self._checked_shapes:
-                    return quick
+                    return [quick]
                 # First conversation of this shape: check the fast path against the exact one.
-                exact = self._exact_chat_spans(conv, chosen)
-                if exact == quick:
+                exact = self.renderer.rows(conv, chosen, whole=self.mask == "all", inlined=inlined)
+                if exact == [quick]:
                     self._checked_shapes.add(roles)
                 else:
                     log.warning(
@@ -116,34 +137,20 @@ class Encoder:
                     )
                     self.shapes = None
                 return exact
-        return self._exact_chat_spans(conv, chosen)
+        return self.renderer.rows(conv, chosen, whole=self.mask == "all", inlined=inlined)
 
-    def _exact_chat_spans(self, conv: Conversation, chosen: list[int]) -> tuple[str, list[tuple[int, int]]]:
-        msgs = [{"role": m.role, "content": m.content} for m in conv.messages]
-        full = render(self.tokenizer, self.template, msgs)
-        if self.mask == "all":
-            return full, [(0, len(full))]
-        spans = []
-        for i in chosen:
-            prefix = render(self.tokenizer, self.template, msgs[:i], add_generation_prompt=True)
-            # the last message's "so far" is the whole conversation: no need to render it again
-            upto = full if i + 1 == len(msgs) else render(self.tokenizer, self.template, msgs[: i + 1])
-            if not (upto.startswith(prefix) and full.startswith(upto)):
-                raise TemplateError(
-                    f"{conv.source or 'conversation'}: the chat template is not prefix-stable at message {i}: "
-                    "rendering the conversation so far (with the generation prompt) is not a prefix of rendering "
-                    "it in full, so the assistant's span cannot be located exactly (the template rewrites earlier "
-                    "turns). Use --mask last, or a template whose turns do not change when later ones are added."
-                )
-            span = trained_span(full, len(prefix), len(upto))
-            if span:
-                spans.append(span)
-        return full, spans
+    def renderings(self, conv: Conversation) -> list[tuple[str, list[tuple[int, int]], bool]]:
+        """``(text, trained character spans, raw)`` per row of ``conv``; ``raw``: add special
+        tokens and append EOS (raw text and completions, not template-rendered chats)."""
+        if conv.kind == "chat":
+            return [(text, spans, False) for text, spans in self._chat_rows(conv)]
+        return [self.text_and_spans(conv)]
 
     def text_and_spans(self, conv: Conversation) -> tuple[str, list[tuple[int, int]], bool]:
-        """Return (text, trained character spans, whether to add special tokens/append EOS)."""
+        """Return (text, trained character spans, whether to add special tokens/append EOS); for a
+        chat conversation, its first row (see :meth:`renderings`)."""
         if conv.kind == "chat":
-            text, spans = self._chat_spans(conv)
+            text, spans = self._chat_rows(conv)[0]
             return text, spans, False
         if conv.kind == "completion":
             prompt, completion = conv.messages[0].content, conv.messages[1].content
@@ -277,11 +284,16 @@ class Encoder:
         rendered = []
         for conv in convs:
             try:
-                rendered.append((conv, *self.text_and_spans(conv)))
+                rows = self.renderings(conv)
             except TemplateError:
                 raise
-            except Exception as e:  # a template raising on this row (e.g. raise_exception on roles)
+            except Exception as e:  # a template raising on this row (its raise_exception, a missing key)
                 report.drop("chat template failed", conv.source, detail=str(e))
+                continue
+            if len(rows) > 1:  # a history-rewriting template: reported as conversations -> rows
+                report.counts["conversations_split"] += 1
+                report.counts["rows_from_split_conversations"] += len(rows)
+            rendered.extend((conv, *r) for r in rows)
         return rendered
 
     def _tokenize_chunk(self, rendered: list[tuple]) -> dict[bool, list]:
@@ -315,9 +327,15 @@ class Encoder:
             rows.append(row)
         return rows
 
-    def warnings(self) -> list[str]:
-        """Human-readable problems seen while encoding (also put into the data report)."""
+    def warnings(self, report: DataReport | None = None) -> list[str]:
+        """Human-readable problems and facts seen while encoding (also put into the data report)."""
         w = []
+        if report is not None and report.counts.get("conversations_split"):
+            w.append(
+                f"{report.counts['conversations_split']} conversations were split into "
+                f"{report.counts['rows_from_split_conversations']} rows: the chat template rewrites earlier turns (e.g. drops "
+                "old reasoning), so each assistant turn is trained once in a rendering where it is exactly what the model generates."
+            )
         if self.stats.spans_without_end_token:
             w.append(
                 f"{self.stats.spans_without_end_token} of {self.stats.spans} assistant turns do not end with a special "

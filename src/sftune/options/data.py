@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -87,6 +87,10 @@ class DataOptions(OptionGroup):
     """Stop at the first bad row instead of skipping and counting it."""
     system_prompt: str | None = None
     """System message to add to conversations that have none."""
+    template_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Variables passed to the chat template in training and inference alike, e.g. enable_thinking=false (saved with the model)."""
+    reasoning: Literal["keep", "mask", "inline", "drop"] = "keep"
+    """Assistant reasoning (reasoning_content): keep (train it), mask (show it, train the rest of the turn), inline (write it into the content as <think>...</think>), drop (remove it)."""
     packing: bool = False
     """Pack several samples into each row of max_length tokens (no attention across samples); the batch size then counts rows."""
     packed_micro_batch: int | None = None

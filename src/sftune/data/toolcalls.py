@@ -1,0 +1,152 @@
+"""Tool calls and tool schemas: one normal form for data, training and inference.
+
+Data stores tool calls in several shapes; chat templates and the OpenAI API expect one. Readers
+call :func:`normalize_tool_calls` and :func:`normalize_tools`; the tokenizer step and the
+inference side (``sftune chat``/``serve``) both call :func:`tool_calls_for_template` right
+before ``apply_chat_template``, so a template sees a call exactly the same way in training and
+at inference.
+
+The normal form is OpenAI's: ``{"id"?, "type": "function", "function": {"name", "arguments"}}``,
+with ``arguments`` kept as the data had it (a JSON string or an object) so ``to_dict`` round-trips.
+Templates get ``arguments`` as a mapping, parsed from the JSON string, because that is what vLLM
+(``_postprocess_messages`` in ``vllm/entrypoints/chat_utils.py``) and transformers' tool-use docs
+hand to a template at inference: ``None`` or ``""`` becomes ``{}``, a string is ``json.loads``-ed.
+
+>>> calls = normalize_tool_calls([{"name": "weather", "arguments": '{"city": "Paris"}'}])
+>>> calls
+[{'type': 'function', 'function': {'name': 'weather', 'arguments': '{"city": "Paris"}'}}]
+>>> tool_calls_for_template(calls)
+[{'type': 'function', 'function': {'name': 'weather', 'arguments': {'city': 'Paris'}}}]
+>>> normalize_tools('[{"name": "weather", "parameters": {"type": "object"}}]')
+[{'type': 'function', 'function': {'name': 'weather', 'parameters': {'type': 'object'}}}]
+"""
+
+from __future__ import annotations
+
+import json
+
+
+class ToolCallError(ValueError):
+    """Tool calls or tool schemas that cannot be used. ``reason`` is a stable report key."""
+
+    def __init__(self, reason: str, fix: str):
+        super().__init__(f"{reason} ({fix})")
+        self.reason, self.fix = reason, fix
+
+
+def _kind(v) -> str:
+    return "null" if v is None else {dict: "an object", list: "a list", str: "a string"}.get(type(v), f"a {type(v).__name__}")
+
+
+def parse_arguments(arguments):
+    """A call's arguments as the template gets them (vLLM's rule): ``None``/``""`` -> ``{}``,
+    a JSON string -> its value, an object or a list as it is.
+
+    >>> parse_arguments('{"x": 1}'), parse_arguments(None), parse_arguments({"y": 2})
+    ({'x': 1}, {}, {'y': 2})
+    """
+    if not arguments:
+        return {}
+    if isinstance(arguments, str):
+        return json.loads(arguments)
+    return arguments
+
+
+def normalize_tool_call(call) -> dict:
+    """One call, in OpenAI form. Accepts OpenAI's ``{"type", "function": {...}, "id"?}`` and the
+    flat ``{"name", "arguments"}`` (or ``"parameters"``) that many datasets use.
+
+    Raises :class:`ToolCallError` for a call without a name, and for arguments that are not a
+    JSON object (or a string holding one): a template could not render them, and a model must
+    never be trained to write them.
+
+    >>> normalize_tool_call({"id": "c1", "type": "function", "function": {"name": "f", "arguments": {}}})
+    {'id': 'c1', 'type': 'function', 'function': {'name': 'f', 'arguments': {}}}
+    >>> normalize_tool_call({"name": "f", "arguments": "{oops"})
+    Traceback (most recent call last):
+    ...
+    sftune.data.toolcalls.ToolCallError: tool call arguments are not valid JSON (call 'f': Expecting property name enclosed in double quotes at char 1)
+    """
+    if not isinstance(call, dict):
+        raise ToolCallError("tool call is not an object", f"got {_kind(call)}; a call is {{\"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}}")
+    fn = call.get("function") if isinstance(call.get("function"), dict) else call
+    name = fn.get("name")
+    if not isinstance(name, str) or not name:
+        raise ToolCallError("tool call has no function name", "every call needs function.name (a non-empty string)")
+    if "arguments" in fn:
+        arguments = fn["arguments"]
+    else:
+        arguments = fn.get("parameters")  # Llama-style {"name", "parameters"}
+    try:
+        parsed = parse_arguments(arguments)
+    except (json.JSONDecodeError, TypeError) as e:
+        raise ToolCallError("tool call arguments are not valid JSON", f"call '{name}': {getattr(e, 'msg', e)} at char {getattr(e, 'pos', '?')}") from None
+    if not isinstance(parsed, dict):
+        raise ToolCallError("tool call arguments are not a JSON object", f"call '{name}': got {_kind(parsed)}; arguments map parameter names to values")
+    out: dict = {}
+    if call.get("id") is not None:
+        out["id"] = call["id"]
+    out["type"] = "function"
+    out["function"] = {"name": name, "arguments": {} if arguments is None else arguments}
+    return out
+
+
+def normalize_tool_calls(value) -> list[dict]:
+    """A message's calls (a list, one call object, or a JSON string of either) in OpenAI form."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ToolCallError("tool calls are not valid JSON", f"{e.msg} at char {e.pos}") from None
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise ToolCallError("tool calls are not a list", f"got {_kind(value)}")
+    return [normalize_tool_call(c) for c in value]
+
+
+def tool_calls_for_template(tool_calls: list[dict] | None) -> list[dict] | None:
+    """Copies of ``tool_calls`` with ``function.arguments`` parsed to a mapping: what a chat
+    template gets, in training (``Conversation.to_messages``) and at inference alike. An empty
+    list becomes ``None`` (vLLM drops it "to keep templates on the normal assistant path")."""
+    if not tool_calls:
+        return None
+    out = []
+    for call in tool_calls:
+        fn = call.get("function", {})
+        out.append({**call, "function": {**fn, "arguments": parse_arguments(fn.get("arguments"))}})
+    return out
+
+
+def normalize_tools(value) -> list[dict]:
+    """A conversation's tool schemas: a list of objects (or a JSON string of one), each in OpenAI
+    form ``{"type": "function", "function": {"name", "description"?, "parameters"?}}``. A bare
+    function schema ``{"name", ...}`` is wrapped, so training renders the tools the way an OpenAI
+    request renders them at inference."""
+    if isinstance(value, str):
+        if not value.strip():
+            return []
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ToolCallError("tools are not valid JSON", f"{e.msg} at char {e.pos}; give a list of JSON schemas") from None
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        bad = value if not isinstance(value, list) else next(t for t in value if not isinstance(t, dict))
+        raise ToolCallError("tools are not a list of objects", f"found {_kind(bad)}; give [{{\"type\": \"function\", \"function\": {{\"name\": ..., \"parameters\": ...}}}}, ...]")
+    out = []
+    for t in value:
+        fn = t.get("function") if isinstance(t.get("function"), dict) else None
+        if fn is None and isinstance(t.get("name"), str):
+            t = {"type": "function", "function": t}
+            fn = t["function"]
+        if fn is None or not isinstance(fn.get("name"), str):
+            raise ToolCallError("tool schema has no function name", "each tool is {\"type\": \"function\", \"function\": {\"name\": ..., \"parameters\": ...}}")
+        out.append(t)
+    return out
+
+
+def tool_names(tools: list[dict]) -> set[str]:
+    """Names of the functions in normalised ``tools``."""
+    return {t["function"]["name"] for t in tools}
