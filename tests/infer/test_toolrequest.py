@@ -1,0 +1,119 @@
+"""The request side of tool calling: OpenAI messages into template messages, tool_choice, forced prefixes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sftune.infer.toolformat import BUILTIN_FORMATS, ToolFormat
+from sftune.infer.toolrequest import (
+    ToolRequestError,
+    forced_prefix,
+    prepare_tool_request,
+    template_messages,
+    tool_choice_mode,
+)
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+         {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}]
+
+ROUND_TRIP = [
+    {"role": "developer", "content": "Be brief."},
+    {"role": "user", "content": [{"type": "text", "text": "Weather in "}, {"type": "text", "text": "Oslo?"}]},
+    {"role": "assistant", "content": None, "reasoning": "Needs the tool.", "tool_calls": [
+        {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+    {"role": "tool", "tool_call_id": "call_a", "content": '{"temperature": 3}'},
+    {"role": "assistant", "content": "3 °C in Oslo."},
+]
+
+# A minimal tool-aware template: tools in the system turn, calls written with tojson (as Hermes/Qwen do).
+TEMPLATE = (
+    "{% if tools %}<tools>{% for t in tools %}{{ t.function.name }};{% endfor %}</tools>\n{% endif %}"
+    "{% for m in messages %}<{{ m.role }}>"
+    "{% if m.reasoning_content is defined %}<think>{{ m.reasoning_content }}</think>{% endif %}"
+    "{{ m.content }}"
+    "{% for tc in m.tool_calls or [] %}<tool_call>{{ {'name': tc.function.name, 'arguments': tc.function.arguments} | tojson }}</tool_call>{% endfor %}"
+    "</{{ m.role }}>\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+)
+
+
+def test_template_messages_parse_arguments_and_keep_keys_faithfully():
+    msgs = template_messages(ROUND_TRIP)
+    assert msgs[0] == {"role": "system", "content": "Be brief."}
+    assert msgs[1] == {"role": "user", "content": "Weather in Oslo?"}
+    assert msgs[2] == {"role": "assistant", "content": "", "reasoning_content": "Needs the tool.", "tool_calls": [
+        {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]}
+    assert msgs[3] == {"role": "tool", "content": '{"temperature": 3}', "tool_call_id": "call_a"}
+    assert msgs[4] == {"role": "assistant", "content": "3 °C in Oslo."}  # no keys the request lacks
+    assert ROUND_TRIP[2]["tool_calls"][0]["function"]["arguments"] == '{"city": "Oslo"}'  # input untouched
+
+
+def test_rendered_call_is_a_json_object_not_an_escaped_string(smol_tokenizer):
+    req = prepare_tool_request(ROUND_TRIP, TOOLS, "auto", BUILTIN_FORMATS["hermes"])
+    text = smol_tokenizer.apply_chat_template(req.messages, tools=req.tools, chat_template=TEMPLATE, tokenize=False,
+                                              add_generation_prompt=False)
+    assert '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>' in text
+    assert "<tools>get_weather;get_time;</tools>" in text and "<think>Needs the tool.</think>" in text
+    none = prepare_tool_request(ROUND_TRIP, TOOLS, "none", BUILTIN_FORMATS["hermes"])
+    assert none.tools is None and none.prefix == "" and not none.parse_format.has_calls
+    assert "<tools>" not in smol_tokenizer.apply_chat_template(none.messages, tools=none.tools, chat_template=TEMPLATE, tokenize=False)
+
+
+@pytest.mark.parametrize("messages, param, match", [
+    ([{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "c", "content": "1"}], "messages[1]", "no assistant tool_calls before it"),
+    ([{"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+      {"role": "tool", "tool_call_id": "c9", "content": "1"}], "messages[1].tool_call_id", "'c9' answers no call"),
+    ([{"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{city: Oslo}"}}]}],
+     "messages[0].tool_calls[0].function.arguments", "not valid JSON"),
+    ([{"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "[1]"}}]}],
+     "messages[0].tool_calls[0].function.arguments", "must encode a JSON object"),
+    ([{"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"arguments": "{}"}}]}],
+     "messages[0].tool_calls[0]", "must be"),
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}], "messages[0].content", "text parts"),
+])
+def test_bad_request_messages_name_the_field(messages, param, match):
+    with pytest.raises(ToolRequestError, match=match) as e:
+        template_messages(messages)
+    assert e.value.param == param
+
+
+def test_tool_choice_modes_and_errors():
+    assert tool_choice_mode("auto", TOOLS) == ("auto", None)
+    assert tool_choice_mode("none", TOOLS) == ("none", None)
+    assert tool_choice_mode({"type": "function", "function": {"name": "get_time"}}, TOOLS) == ("function", "get_time")
+    for choice, match in (("required", "no tools"), ("maybe", "must be 'none'"),
+                          ({"type": "function", "function": {"name": "get_news"}}, r"'get_news', which is not in tools \(get_weather, get_time\)")):
+        with pytest.raises(ToolRequestError, match=match) as e:
+            tool_choice_mode(choice, TOOLS if choice != "required" else None)
+        assert e.value.param == "tool_choice"
+    with pytest.raises(ToolRequestError, match=r"tools\[0\] must be") as e:
+        tool_choice_mode("auto", [{"name": "get_weather"}])  # the flat (Responses API) shape is not a chat tool
+    assert e.value.param == "tools[0]"
+
+
+@pytest.mark.parametrize("fmt, required, named", [
+    ("hermes", "<tool_call>\n", '<tool_call>\n{"name": "get_weather", "arguments": '),
+    ("qwen3", "<tool_call>\n", '<tool_call>\n{"name": "get_weather", "arguments": '),
+    ("mistral", "[TOOL_CALLS][", '[TOOL_CALLS][{"name": "get_weather", "arguments": '),
+    ("llama3", '{"name": "', '{"name": "get_weather", "parameters": '),
+])
+def test_forced_prefixes(fmt, required, named):
+    f = BUILTIN_FORMATS[fmt]
+    assert forced_prefix(f, "required") == required
+    assert forced_prefix(f, "function", "get_weather") == named
+    assert forced_prefix(f, "auto") == forced_prefix(f, "none") == ""
+    # The named prefix is the start of the JSON the model would write for that call.
+    body = named.split("{", 1)[1]
+    assert json.loads("{" + body + "{}}") == {f.name_key: "get_weather", f.arguments_keys[0]: {}}
+
+
+def test_forcing_needs_a_known_call_format():
+    declared = ToolFormat(call_start="<fn>", call_end="</fn>", name_key="tool", arguments_keys=("args",))
+    assert forced_prefix(declared, "function", "f") == '<fn>{"tool": "f", "args": '
+    for fmt in (None, BUILTIN_FORMATS["think"]):
+        with pytest.raises(ToolRequestError, match="declare tool_format"):
+            prepare_tool_request([{"role": "user", "content": "x"}], TOOLS, "required", fmt)
+    # auto needs no format: the reply is then read as plain text.
+    assert prepare_tool_request([{"role": "user", "content": "x"}], TOOLS, None, None).prefix == ""
