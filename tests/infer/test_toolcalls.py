@@ -102,6 +102,13 @@ def test_mistral_tool_calls_list():
     assert [c["id"] for c in r.tool_calls] == ["abc123XYZ", "call_0"]  # the model's own id is kept
 
 
+def test_mistral_calls_when_decoding_dropped_the_special_marker():
+    r = parse_output('[{"name": "get_weather", "arguments": {"city": "Rome"}, "id": "abc123XYZ"}]', MISTRAL, make_id=ids())
+    assert calls(r) == [("get_weather", {"city": "Rome"})] and r.tool_calls[0]["id"] == "abc123XYZ"
+    r = parse_output('[{"name": "Rome", "population": 2800000}]', MISTRAL)  # a JSON answer, not a call
+    assert r.tool_calls == [] and r.content.startswith("[{")
+
+
 def test_declared_format_from_config():
     fmt = resolve_format({"name": "mine", "call_start": "<function_call>", "call_end": "</function_call>",
                           "name_key": "tool", "arguments_keys": ["args"], "reasoning_start": "[R]", "reasoning_end": "[/R]"})

@@ -117,3 +117,45 @@ def test_forcing_needs_a_known_call_format():
             prepare_tool_request([{"role": "user", "content": "x"}], TOOLS, "required", fmt)
     # auto needs no format: the reply is then read as plain text.
     assert prepare_tool_request([{"role": "user", "content": "x"}], TOOLS, None, None).prefix == ""
+
+
+THINKING_TEMPLATE = (  # a template whose generation prompt opens the reasoning block (Qwen3-Thinking / R1 style)
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if tools %}[{{ tools | length }} tools]{% endif %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is not defined or enable_thinking %}<think>\n{% endif %}{% endif %}"
+)
+
+
+def test_start_reply_renders_forces_and_primes_the_parser(smol_tokenizer):
+    from sftune.infer.toolcalls import merge_deltas
+
+    tok = smol_tokenizer
+    tok_template, tok.chat_template = tok.chat_template, THINKING_TEMPLATE
+    try:
+        msgs = [{"role": "user", "content": "Weather in Paris?"}]
+        qwen3 = BUILTIN_FORMATS["qwen3"]
+        # auto: the prompt opens <think>, so the reply starts inside the reasoning.
+        text, parser = prepare_and_start(tok, msgs, "auto", qwen3)
+        assert text.endswith("<|im_start|>assistant\n<think>\n") and "[2 tools]" in text
+        deltas = parser.feed("Need the tool.\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>")
+        deltas += parser.finish()
+        merged = merge_deltas(deltas)
+        assert merged["reasoning_content"] == "Need the tool." and merged["content"] is None
+        assert merged["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+        # A forced call closes the opened reasoning first, and the parser already holds the prefix.
+        text, parser = prepare_and_start(tok, msgs, {"type": "function", "function": {"name": "get_time"}}, qwen3)
+        assert text.endswith('<think>\n</think>\n\n<tool_call>\n{"name": "get_time", "arguments": ')
+        deltas = parser.feed("{}}\n</tool_call>") + parser.finish()
+        assert [d["tool_calls"][0]["function"]["name"] for d in deltas] == ["get_time"]
+        assert parser.result().reasoning_content is None
+        # template_kwargs reach the template: no opened block, so no closing marker is forced.
+        text, _ = prepare_and_start(tok, msgs, "required", qwen3, enable_thinking=False)
+        assert text.endswith("<|im_start|>assistant\n<tool_call>\n")
+    finally:
+        tok.chat_template = tok_template
+
+
+def prepare_and_start(tok, msgs, choice, fmt, **kw):
+    from sftune.infer.toolrequest import start_reply
+
+    return start_reply(tok, prepare_tool_request(msgs, TOOLS, choice, fmt), **kw)

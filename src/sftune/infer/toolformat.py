@@ -50,7 +50,9 @@ class ToolFormat(BaseModel):
     array: bool = False
     """The template writes the calls as one JSON list after call_start (Mistral); used to force a call."""
     bare_json: bool = False
-    """A reply that is nothing but call JSON is a call too (Llama 3.1 without <|python_tag|>)."""
+    """A reply that is nothing but call JSON is a call too (Llama 3.1 without <|python_tag|>; a marker that decoding dropped as a special token)."""
+    force_bare: bool = False
+    """Force a call (tool_choice) as bare JSON, not after call_start (Llama 3.1: <|python_tag|> is for its built-in tools)."""
     name_key: str = "name"
     """JSON key of the function name."""
     arguments_keys: tuple[str, ...] = ("arguments", "parameters")
@@ -95,8 +97,9 @@ _THINK = {"reasoning_start": "<think>", "reasoning_end": "</think>"}
 BUILTIN_FORMATS: dict[str, ToolFormat] = {
     "hermes": ToolFormat(name="hermes", call_start="<tool_call>", call_end="</tool_call>", call_separator="\n", **_THINK),
     "qwen3": ToolFormat(name="qwen3", call_start="<tool_call>", call_end="</tool_call>", call_separator="\n", **_THINK),
-    "llama3": ToolFormat(name="llama3", call_start="<|python_tag|>", bare_json=True, arguments_keys=("parameters", "arguments")),
-    "mistral": ToolFormat(name="mistral", call_start="[TOOL_CALLS]", array=True),
+    "llama3": ToolFormat(name="llama3", call_start="<|python_tag|>", bare_json=True, force_bare=True, arguments_keys=("parameters", "arguments")),
+    # [TOOL_CALLS] is a special token in Mistral's tokenizers, so decoding may drop it: read a bare list too.
+    "mistral": ToolFormat(name="mistral", call_start="[TOOL_CALLS]", array=True, bare_json=True),
     "think": ToolFormat(name="think", **_THINK),
 }
 _ALIASES = {"qwen": "qwen3", "qwen2.5": "hermes", "llama3.1": "llama3", "llama-3": "llama3", "llama": "llama3", "r1": "think"}
@@ -137,7 +140,7 @@ def resolve_format(spec, template: str | None = None) -> ToolFormat | None:
     >>> resolve_format({"call_begin": "<fn>"})
     Traceback (most recent call last):
     ...
-    sftune.infer.toolformat.ToolFormatError: invalid tool_format: 'call_begin': Extra inputs are not permitted; known keys: name, call_start, call_end, call_separator, array, bare_json, name_key, arguments_keys, reasoning_start, reasoning_end
+    sftune.infer.toolformat.ToolFormatError: invalid tool_format: 'call_begin': Extra inputs are not permitted; known keys: name, call_start, call_end, call_separator, array, bare_json, force_bare, name_key, arguments_keys, reasoning_start, reasoning_end
     """
     if isinstance(spec, ToolFormat):
         return spec
@@ -212,8 +215,8 @@ def parse_calls(body: str, fmt: ToolFormat, *, bare: bool = False) -> list[tuple
         if not isinstance(name, str) or not name:
             return f"a call needs a non-empty string {fmt.name_key!r}, got keys {sorted(v)}"
         key = next((k for k in fmt.arguments_keys if k in v), None)
-        if bare and (key is None or set(v) - {fmt.name_key, key}):
-            return f"bare JSON is a call only with exactly {fmt.name_key!r} and one of {list(fmt.arguments_keys)}"
+        if bare and (key is None or set(v) - {fmt.name_key, key, "id"}):
+            return f"bare JSON is a call only with {fmt.name_key!r}, one of {list(fmt.arguments_keys)} and at most an 'id'"
         args = v.get(key, {}) if key else {}
         if isinstance(args, str):
             try:

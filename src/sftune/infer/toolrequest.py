@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from .toolcalls import ToolCallParser, prompt_opens_reasoning
 from .toolformat import ToolFormat
 
 REASONING_KEYS = ("reasoning_content", "reasoning", "thinking")  # the names datasets and APIs use
@@ -175,10 +176,10 @@ def forced_prefix(fmt: ToolFormat | None, mode: str, name: str | None = None) ->
     if fmt is None or not fmt.has_calls:
         raise ToolRequestError(f"tool_choice {mode!r} needs to know how this model writes a call, and its chat template "
                                "shows no known format: declare tool_format (call_start, call_end, ...) in the config", "tool_choice")
-    # Llama 3.1 writes JSON calls bare (<|python_tag|> is for its built-in tools), so force the bare JSON.
-    opener = "" if fmt.bare_json else fmt.call_start + fmt.call_separator + ("[" if fmt.array else "")
-    if mode == "required":
-        return opener + ('{"' + fmt.name_key + '": "' if fmt.bare_json else "")
+    bare = fmt.force_bare or fmt.call_start is None
+    opener = "" if bare else fmt.call_start + fmt.call_separator + ("[" if fmt.array else "")
+    if mode == "required":  # a bare call has no marker to force, so force its first key
+        return opener + ('{"' + fmt.name_key + '": "' if bare else "")
     if mode != "function" or not name:
         raise ValueError(f"unknown tool_choice mode {mode!r} (or no function name)")
     return opener + "{" + json.dumps(fmt.name_key) + ": " + json.dumps(name, ensure_ascii=False) + ", " + json.dumps(fmt.arguments_keys[0]) + ": "
@@ -206,3 +207,23 @@ def prepare_tool_request(messages: list[dict], tools, tool_choice, fmt: ToolForm
     rendered_tools = list(tools) if tools and mode != "none" else None
     parse = fmt.without_calls() if fmt is not None and mode == "none" else fmt
     return ToolRequest(template_messages(messages), rendered_tools, mode, forced_prefix(fmt, mode, name), parse)
+
+
+def start_reply(tokenizer, req: ToolRequest, **template_kwargs) -> tuple[str, ToolCallParser]:
+    """The prompt text to generate from (forced prefix included) and the parser to read the reply with.
+
+    Renders ``req.messages`` and ``req.tools`` through the tokenizer's chat template with
+    ``template_kwargs`` (e.g. ``enable_thinking=False``), as training renders them. When the
+    generation prompt opens a reasoning block and a call is forced, the block is closed first,
+    so the call is not written inside the reasoning. The prefix is already fed to the parser
+    (it yields no delta: a call is only sent once complete), so feed it the generated text only.
+    Tokenize the returned text with ``add_special_tokens=False`` (the template wrote them).
+    """
+    prompt = tokenizer.apply_chat_template(req.messages, tools=req.tools, tokenize=False, add_generation_prompt=True, **template_kwargs)
+    in_reasoning = prompt_opens_reasoning(prompt, req.parse_format)
+    prefix = req.prefix
+    if prefix and in_reasoning:
+        prefix = req.parse_format.reasoning_end + "\n\n" + prefix
+    parser = ToolCallParser(req.parse_format, in_reasoning=in_reasoning)
+    parser.feed(prefix)
+    return prompt + prefix, parser
