@@ -62,16 +62,18 @@ def test_rendered_call_is_a_json_object_not_an_escaped_string(smol_tokenizer):
 
 
 @pytest.mark.parametrize("messages, param, match", [
-    ([{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "c", "content": "1"}], "messages[1]", "no assistant tool_calls before it"),
+    ([{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "c", "content": "1"}], "messages.1", "no assistant tool_calls before it"),
     ([{"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
-      {"role": "tool", "tool_call_id": "c9", "content": "1"}], "messages[1].tool_call_id", "'c9' answers no call"),
+      {"role": "tool", "tool_call_id": "c9", "content": "1"}], "messages.1.tool_call_id", "'c9' answers no call"),
     ([{"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{city: Oslo}"}}]}],
-     "messages[0].tool_calls[0].function.arguments", "not valid JSON"),
+     "messages.0.tool_calls.0.function.arguments", "not valid JSON"),
     ([{"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "[1]"}}]}],
-     "messages[0].tool_calls[0].function.arguments", "must encode a JSON object"),
+     "messages.0.tool_calls.0.function.arguments", "must encode a JSON object"),
     ([{"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"arguments": "{}"}}]}],
-     "messages[0].tool_calls[0]", "must be"),
-    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}], "messages[0].content", "text parts"),
+     "messages.0.tool_calls.0", "must be"),
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}], "messages.0.content", "text parts"),
+    ([{"role": "user"}], "messages.0.content", "only an assistant message that makes tool_calls"),
+    ([{"role": "assistant", "content": None}], "messages.0.content", "null content"),
 ])
 def test_bad_request_messages_name_the_field(messages, param, match):
     with pytest.raises(ToolRequestError, match=match) as e:
@@ -90,7 +92,7 @@ def test_tool_choice_modes_and_errors():
         assert e.value.param == "tool_choice"
     with pytest.raises(ToolRequestError, match=r"tools\[0\] must be") as e:
         tool_choice_mode("auto", [{"name": "get_weather"}])  # the flat (Responses API) shape is not a chat tool
-    assert e.value.param == "tools[0]"
+    assert e.value.param == "tools.0"
 
 
 @pytest.mark.parametrize("fmt, required, named", [

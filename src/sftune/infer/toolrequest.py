@@ -22,6 +22,7 @@ the call's JSON up to the arguments, so the model can only fill in the arguments
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from .toolcalls import ToolCallParser, prompt_opens_reasoning
@@ -31,11 +32,12 @@ REASONING_KEYS = ("reasoning_content", "reasoning", "thinking")  # the names dat
 
 
 class ToolRequestError(ValueError):
-    """A request the tool handling cannot serve; ``param`` names the field (for a 400 answer)."""
+    """A request the tool handling cannot serve; ``param`` names the field (for a 400 answer) in the
+    server's dotted form, ``messages.2.tool_calls.0.function.arguments``."""
 
     def __init__(self, message: str, param: str | None = None):
         super().__init__(message)
-        self.param = param
+        self.param = re.sub(r"\[(\d+)\]", r".\1", param) if param else param
 
 
 def _text(content, where: str) -> str:
@@ -69,6 +71,9 @@ def template_messages(messages: list[dict]) -> list[dict]:
         if not isinstance(m, dict) or "role" not in m:
             raise ToolRequestError(f"{where} must be an object with a 'role'", where)
         role = "system" if m["role"] == "developer" else m["role"]
+        if m.get("content") is None and not (role == "assistant" and m.get("tool_calls")):
+            raise ToolRequestError(f"{where}.content is missing: only an assistant message that makes tool_calls may have null content",
+                                   where + ".content")
         msg = {"role": role, "content": _text(m.get("content"), where)}
         if m.get("name") is not None:
             msg["name"] = m["name"]
