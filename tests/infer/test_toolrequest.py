@@ -161,3 +161,41 @@ def prepare_and_start(tok, msgs, choice, fmt, **kw):
     from sftune.infer.toolrequest import start_reply
 
     return start_reply(tok, prepare_tool_request(msgs, TOOLS, choice, fmt), **kw)
+
+
+# The call layout of sftune's built-in Hermes/Qwen3 templates: a newline before each <tool_call>,
+# even in a call-only turn, which a format spec alone cannot know.
+NEWLINE_CALLS = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n"
+    "{% if m.role == 'assistant' and open_think %}<think>\n{{ m.reasoning_content or '' }}\n</think>\n\n{% endif %}{{ m.content }}"
+    "{% for tc in m.tool_calls or [] %}{{ '\n<tool_call>\n{\"name\": \"' ~ tc.function.name ~ '\", \"arguments\": ' ~ (tc.function.arguments | tojson) ~ '}\n</tool_call>' }}{% endfor %}"
+    "<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% if open_think %}<think>\n{% endif %}{% endif %}"
+)
+
+
+@pytest.mark.parametrize("open_think", [False, True])
+def test_forced_call_follows_the_templates_own_layout(smol_tokenizer, open_think):
+    from sftune.infer.toolcalls import merge_deltas
+    from sftune.infer.toolrequest import probe_call_layout
+
+    tok = smol_tokenizer
+    saved, tok.chat_template = tok.chat_template, NEWLINE_CALLS
+    try:
+        hermes = BUILTIN_FORMATS["hermes"]
+        assert probe_call_layout(tok, hermes, TOOLS, open_think=open_think) == (
+            ("\n</think>\n\n" if open_think else "") + '\n<tool_call>\n{"name": "', '", "arguments": ')
+        msgs = [{"role": "user", "content": "Weather in Paris?"}]
+        text, parser = prepare_and_start(tok, msgs, {"type": "function", "function": {"name": "get_weather"}}, hermes, open_think=open_think)
+        opened = "<think>\n\n</think>\n\n" if open_think else ""
+        assert text.endswith('<|im_start|>assistant\n' + opened + '\n<tool_call>\n{"name": "get_weather", "arguments": ')
+        deltas = parser.feed('{"city": "Paris"}}\n</tool_call>') + parser.finish()
+        assert merge_deltas(deltas)["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+        assert parser.result().reasoning_content is None and parser.result().content is None
+        text, _ = prepare_and_start(tok, msgs, "required", hermes, open_think=open_think)
+        assert text.endswith('<|im_start|>assistant\n' + opened + '\n<tool_call>\n{"name": "')
+        # A format that does not read the template's calls is not trusted: the declared prefix is used.
+        mine = ToolFormat(call_start="<fn>", call_end="</fn>")
+        assert probe_call_layout(tok, mine, TOOLS, open_think=open_think) is None
+    finally:
+        tok.chat_template = saved

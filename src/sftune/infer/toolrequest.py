@@ -25,7 +25,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from .toolcalls import ToolCallParser, prompt_opens_reasoning
+from .toolcalls import ToolCallParser, parse_output, prompt_opens_reasoning
 from .toolformat import ToolFormat
 
 REASONING_KEYS = ("reasoning_content", "reasoning", "thinking")  # the names datasets and APIs use
@@ -201,9 +201,11 @@ class ToolRequest:
     mode: str
     """none, auto, required or function."""
     prefix: str
-    """Text that starts the reply: append it to the rendered prompt, and feed it to the parser first."""
+    """Text that starts the reply, from the declared format (:func:`start_reply` prefers the template's own layout)."""
     parse_format: ToolFormat | None
     """Format to read the reply with (calls not read under ``tool_choice: none``)."""
+    function: str | None = None
+    """The function a named tool_choice forces."""
 
 
 def prepare_tool_request(messages: list[dict], tools, tool_choice, fmt: ToolFormat | None) -> ToolRequest:
@@ -211,24 +213,68 @@ def prepare_tool_request(messages: list[dict], tools, tool_choice, fmt: ToolForm
     mode, name = tool_choice_mode(tool_choice, tools)
     rendered_tools = list(tools) if tools and mode != "none" else None
     parse = fmt.without_calls() if fmt is not None and mode == "none" else fmt
-    return ToolRequest(template_messages(messages), rendered_tools, mode, forced_prefix(fmt, mode, name), parse)
+    return ToolRequest(template_messages(messages), rendered_tools, mode, forced_prefix(fmt, mode, name), parse, name)
+
+
+_PROBE_NAME, _PROBE_ARG = "sftune_probe_fn", "sftune_probe_arg"
+
+
+def probe_call_layout(tokenizer, fmt: ToolFormat | None, tools=None, **template_kwargs) -> tuple[str, str] | None:
+    """How the chat template itself writes a call-only assistant turn: ``(text before the function
+    name, text between the name and the arguments)``, or ``None`` when it cannot be read off.
+
+    Rendering a probe call through the template gives the exact layout the model was trained on
+    (e.g. sftune's built-in Hermes template writes ``\\n<tool_call>\\n{"name": "`` where Qwen's own
+    writes no leading newline), so a forced call continues the training distribution. ``None``
+    when the template rejects the probe, the generation prompt is not a prefix of the rendered
+    turn, or ``fmt`` does not read the probe back as that call.
+    """
+    if fmt is None or not fmt.has_calls:
+        return None
+    user = [{"role": "user", "content": "x"}]
+    call = {"role": "assistant", "content": "", "tool_calls": [  # a 9-character id, as Mistral's templates require
+        {"id": "a1b2c3d4e", "type": "function", "function": {"name": _PROBE_NAME, "arguments": {_PROBE_ARG: 7}}}]}
+    probe_tool = {"type": "function", "function": {"name": _PROBE_NAME, "description": "probe",
+                                                   "parameters": {"type": "object", "properties": {_PROBE_ARG: {"type": "integer"}}}}}
+    kw = dict(tools=[*(tools or []), probe_tool], tokenize=False, **template_kwargs)
+    try:
+        prompt = tokenizer.apply_chat_template(user, add_generation_prompt=True, **kw)
+        full = tokenizer.apply_chat_template([*user, call], add_generation_prompt=False, **kw)
+    except Exception:  # a template may refuse tool calls or the probe's shape: fall back to the declared format
+        return None
+    if not full.startswith(prompt):
+        return None
+    turn = full[len(prompt):]
+    i, j = turn.find(_PROBE_NAME), turn.find(json.dumps({_PROBE_ARG: 7})[:-4])
+    if i < 0 or j < i:
+        return None
+    parsed = parse_output(turn, fmt, in_reasoning=prompt_opens_reasoning(prompt, fmt))
+    if [c["function"]["name"] for c in parsed.tool_calls] != [_PROBE_NAME]:
+        return None
+    return turn[:i], turn[i + len(_PROBE_NAME):j]
 
 
 def start_reply(tokenizer, req: ToolRequest, **template_kwargs) -> tuple[str, ToolCallParser]:
     """The prompt text to generate from (forced prefix included) and the parser to read the reply with.
 
     Renders ``req.messages`` and ``req.tools`` through the tokenizer's chat template with
-    ``template_kwargs`` (e.g. ``enable_thinking=False``), as training renders them. When the
-    generation prompt opens a reasoning block and a call is forced, the block is closed first,
-    so the call is not written inside the reasoning. The prefix is already fed to the parser
-    (it yields no delta: a call is only sent once complete), so feed it the generated text only.
-    Tokenize the returned text with ``add_special_tokens=False`` (the template wrote them).
+    ``template_kwargs`` (e.g. ``enable_thinking=False``), as training renders them. A forced call
+    is written the way the template writes calls (:func:`probe_call_layout`), else from the
+    declared format (``req.prefix``); then, when the generation prompt opened a reasoning block,
+    the block is closed first so the call is not written inside the reasoning. The prefix is
+    already fed to the parser (it yields no delta: a call is only sent once complete), so feed it
+    the generated text only. Tokenize the text with ``add_special_tokens=False`` (the template wrote them).
     """
     prompt = tokenizer.apply_chat_template(req.messages, tools=req.tools, tokenize=False, add_generation_prompt=True, **template_kwargs)
     in_reasoning = prompt_opens_reasoning(prompt, req.parse_format)
     prefix = req.prefix
-    if prefix and in_reasoning:
-        prefix = req.parse_format.reasoning_end + "\n\n" + prefix
+    if req.mode in ("required", "function"):
+        layout = probe_call_layout(tokenizer, req.parse_format, req.tools, **template_kwargs)
+        if layout is not None:
+            before_name, before_args = layout
+            prefix = before_name + (json.dumps(req.function, ensure_ascii=False)[1:-1] + before_args if req.mode == "function" else "")
+        elif in_reasoning:
+            prefix = req.parse_format.reasoning_end + "\n\n" + prefix
     parser = ToolCallParser(req.parse_format, in_reasoning=in_reasoning)
     parser.feed(prefix)
     return prompt + prefix, parser
