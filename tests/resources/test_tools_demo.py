@@ -173,3 +173,43 @@ def test_rows_read_by_sftune_with_nothing_dropped(rows):
     report = DataReport(strict=True)
     convs = list(readers.read_conversations(DataSource(path=str(RESOURCES / "tools_demo.jsonl")), report))
     assert len(convs) == len(rows) and report.n_dropped == 0
+
+
+@pytest.mark.parametrize("name", ["hermes", "qwen3"])
+def test_every_demo_turn_reads_back_through_the_builtin_tool_templates(rows, smol_tokenizer, name):
+    """Each assistant turn, rendered by sftune's built-in tool template as the continuation of its
+    prompt (what the model learns to generate), parses back into exactly its calls and text."""
+    from sftune.data.templates import BUILTIN_TEMPLATES
+    from sftune.infer.toolformat import detect_format
+    from sftune.infer.toolrequest import prepare_tool_request, start_reply
+
+    if name not in BUILTIN_TEMPLATES:
+        pytest.skip(f"the built-in {name} template (issue 14, data half) has not landed on this branch")
+    tok = smol_tokenizer
+    saved, tok.chat_template = tok.chat_template, BUILTIN_TEMPLATES[name]
+    try:
+        fmt = detect_format(tok.chat_template)
+        assert fmt is not None and fmt.call_start == "<tool_call>" and fmt.reasoning_start == "<think>"
+        n = 0
+        for i, row in enumerate(rows, 1):
+            msgs = template_messages(row["messages"])
+            for k, m in enumerate(msgs):
+                if m["role"] != "assistant":
+                    continue
+                prompt = tok.apply_chat_template(msgs[:k], tools=row["tools"], tokenize=False, add_generation_prompt=True)
+                full = tok.apply_chat_template(msgs[:k + 1], tools=row["tools"], tokenize=False)
+                assert full.startswith(prompt), f"tools_demo.jsonl:{i}"
+                generated = full[len(prompt):].rstrip("\n").removesuffix("<|im_end|>")
+                got = parse_output(generated, fmt)
+                want = row["messages"][k]
+                assert [c["function"] for c in got.tool_calls] == [c["function"] for c in want.get("tool_calls") or []], f"tools_demo.jsonl:{i}"
+                assert (got.content or None) == (want["content"] or None) and not got.problems, f"tools_demo.jsonl:{i}"
+                n += 1
+        assert n == sum(m["role"] == "assistant" for r in rows for m in r["messages"])
+        # A forced call starts exactly as the template writes calls.
+        req = prepare_tool_request([{"role": "user", "content": "Madrid?"}], rows[0]["tools"],
+                                   {"type": "function", "function": {"name": "get_weather"}}, fmt)
+        text, _ = start_reply(tok, req)
+        assert text.endswith('<|im_start|>assistant\n\n<tool_call>\n{"name": "get_weather", "arguments": ')
+    finally:
+        tok.chat_template = saved
