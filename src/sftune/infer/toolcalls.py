@@ -4,7 +4,8 @@ One incremental parser serves both the streamed and the whole-text case, so they
 disagree: :func:`parse_output` is the parser fed the whole text at once. Fed deltas, it emits
 OpenAI-style deltas as soon as they are certain, holding back only text that may still become a
 marker (``<tool_c`` may become ``<tool_call>``) and the body of a call until it is complete (its
-JSON is checked before anything is sent). A call that is not valid JSON stays in ``content``,
+JSON is checked before anything is sent). For formats that read bare JSON calls (Llama 3.1,
+Mistral) a reply opening with ``{`` or ``[`` is held to the end too, since it may be a call. A call that is not valid JSON stays in ``content``,
 marker and all, and a line in ``problems`` says why, so nothing the model wrote is lost.
 
 Whitespace: ``content`` and ``reasoning_content`` are stripped at both ends (a template writes
