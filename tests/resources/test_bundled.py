@@ -267,3 +267,14 @@ def test_files_read_by_sftune_with_nothing_dropped(name):
     assert report.n_dropped == 0
     kinds = {c.kind for c in convs}
     assert kinds == ({"text"} if name == "replay.jsonl" else {"chat"})
+
+
+def test_chinese_identity_answers_do_not_open_with_a_denial(chat_rows):
+    # 14 of 45 Chinese answers once began with 不是, and the demo model then answered "你是谁？" with
+    # "不是，我是 Kestrel…". Open questions must get a natural opening; yes/no ones (ending in 吗) rarely deny first.
+    denial = ("不是", "不能", "不会", "没有", "不")
+    rows = [r for r in chat_rows["identity.jsonl"] if has_chinese(r["messages"][-1]["content"])]
+    denying = [r for r in rows if r["messages"][-1]["content"].startswith(denial) and not r["messages"][-1]["content"].startswith("不客气")]
+    open_questions = [r for r in denying if not r["messages"][-2]["content"].rstrip("？?").endswith("吗")]
+    assert not open_questions, f"open questions answered with a denial: {open_questions}"
+    assert len(denying) <= 0.1 * len(rows), f"{len(denying)} of {len(rows)} Chinese answers open with a denial"
