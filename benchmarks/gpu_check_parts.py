@@ -1,0 +1,315 @@
+"""The parts of ``benchmarks/gpu_check.py`` that need no GPU, kept here so they are tested on CPU.
+
+* :func:`run_check` runs one check so that a failure is recorded and the next check still runs;
+* :func:`write_results` writes the results table (markdown + json) named after the GPU;
+* :func:`install_plan` / :func:`install` bring the packages the checks import, from wheels
+  carried to the machine (``.gpu_carry/wheels``, see :func:`prepare_carry`) or else from PyPI,
+  best-effort and with a timeout;
+* :func:`packed_vs_unpacked` compares loss and gradients of packed rows with one sample per pass.
+
+Tested by ``tests/benchmarks/test_gpu_check.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SRC = REPO / "src"
+CARRY = REPO / ".gpu_carry"  # ignored folder that travels to the GPU machine (benchmarks/README.md)
+SITE = Path(tempfile.gettempdir()) / "sftune-gpu-site"  # where wheels are installed (pip --target)
+SKELETON = "smollm2-skeleton.tar.gz"  # SmolLM2-135M config + tokenizer, no weights (~1 MB)
+
+#: (import name, distribution, minimum version) of what the checks import. transformers' minimum
+#: is the version these checks were written against: sftune passes ``activation_checkpointing``
+#: to TrainingArguments, which e.g. 5.17 (the GPU image's, 2026-11) does not know.
+NEEDS = [
+    ("transformers", "transformers", "5.24"), ("pydantic", "pydantic", "2.7"), ("datasets", "datasets", "3.0"),
+    ("peft", "peft", "0.17"), ("accelerate", "accelerate", "1.10.1"), ("trl", "trl", "1.16"),
+    ("openai", "openai", "1.30"), ("fastapi", "fastapi", "0.110"), ("uvicorn", "uvicorn", "0.29"),
+    ("bitsandbytes", "bitsandbytes", None),
+]
+#: Dependencies of NEEDS that the GPU image lacks (its package list: /work/.library/device/KINDS.md).
+CARRY_EXTRAS = ["pydantic-core", "annotated-types", "typing-inspection", "dill", "multiprocess",
+                "jiter", "distro", "sniffio", "starlette"]
+#: flash-attn has no wheel on PyPI (its sdist compiles for about an hour), so it is only used
+#: when already installed; packed rows then fall back to sdpa with a block-diagonal mask.
+OPTIONAL = [("flash_attn", "flash-attn")]
+
+
+# ---------------------------------------------------------------- recording checks
+@dataclass
+class Check:
+    """One row of the results table."""
+
+    name: str
+    status: str = "skip"  # pass | fail | skip
+    seconds: float = 0.0
+    summary: str = ""
+    details: dict = field(default_factory=dict)
+
+
+class Skip(Exception):
+    """Raised by a check that cannot run here (a missing package, no time left); the reason is recorded."""
+
+
+def run_check(results: list[Check], name: str, fn, *args, **kwargs) -> Check:
+    """Run ``fn(*args, **kwargs) -> (ok, summary, details)`` as one check and append its row.
+
+    Any exception becomes a ``fail`` row with the error and the end of its traceback, so one
+    broken check never stops the others.
+
+    >>> rows = []
+    >>> run_check(rows, "adds", lambda: (1 + 1 == 2, "1 + 1 = 2", {})).status
+    'pass'
+    >>> run_check(rows, "raises", lambda: 1 / 0).summary
+    'ZeroDivisionError: division by zero'
+    """
+    c = Check(name)
+    t = time.perf_counter()
+    try:
+        ok, c.summary, c.details = fn(*args, **kwargs)
+        c.status = "pass" if ok else "fail"
+    except Skip as e:
+        c.status, c.summary = "skip", str(e)
+    except Exception as e:  # noqa: BLE001 - recorded, and the next check runs
+        c.status, c.summary = "fail", f"{type(e).__name__}: {e}"[:400]
+        c.details = {"traceback": traceback.format_exc()[-2000:]}
+    c.seconds = round(time.perf_counter() - t, 1)
+    results.append(c)
+    print(f"[{c.status.upper():4}] {name} ({c.seconds:.0f} s): {c.summary}", flush=True)
+    return c
+
+
+def slug(text: str) -> str:
+    """A file-name part: ``'NVIDIA H100 80GB HBM3'`` -> ``'nvidia-h100-80gb-hbm3'``.
+
+    >>> slug("NVIDIA H100 80GB HBM3")
+    'nvidia-h100-80gb-hbm3'
+    """
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def _cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def write_results(checks: list[Check], meta: dict, out_dir: Path, device_name: str) -> tuple[Path, Path]:
+    """Write ``gpu_check_<device>.md`` (a table) and ``.json`` (everything) into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = out_dir / f"gpu_check_{slug(device_name)}"
+    lines = [f"# sftune GPU check: {device_name}", ""]
+    lines += [f"- {k}: {_cell(v)}" for k, v in meta.items()]
+    counts = {s: sum(c.status == s for c in checks) for s in ("pass", "fail", "skip")}
+    lines += [f"- result: {counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped", ""]
+    lines += ["| check | status | s | result |", "|---|---|---|---|"]
+    lines += [f"| {_cell(c.name)} | {c.status} | {c.seconds:.0f} | {_cell(c.summary)} |" for c in checks]
+    bench = [c for c in checks if c.name.startswith("throughput") and c.status == "pass"]
+    if bench:  # the sftune-vs-TRL numbers get a table of their own
+        lines += ["", "| run | tokens/s | peak GPU memory GiB | trained tokens | steps |", "|---|---|---|---|---|"]
+        lines += [f"| {c.name.split(': ', 1)[-1]} | {c.details['tokens_per_s']:.0f} | {c.details['peak_gib']:.2f} | "
+                  f"{c.details['trained_tokens']} | {c.details['steps']} |" for c in bench]
+    base.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = {"device": device_name, "meta": meta, "checks": [asdict(c) for c in checks]}
+    base.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    return base.with_suffix(".md"), base.with_suffix(".json")
+
+
+# ---------------------------------------------------------------- packages
+def dist_version(dist: str) -> str | None:
+    """The installed version of a distribution, or None."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def has_module(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def install_plan(needs=NEEDS) -> list[tuple[str, str | None]]:
+    """``(distribution, installed version or None)`` for every need that is missing or too old."""
+    from packaging.version import Version
+
+    plan = []
+    for _module, dist, minimum in needs:
+        have = dist_version(dist)
+        if have is None or (minimum and Version(have) < Version(minimum)):
+            plan.append((dist, have))
+    return plan
+
+
+def use_site(site: Path = SITE) -> None:
+    """Put the install target first on the path of this process and of every child it starts."""
+    import os
+
+    site.mkdir(parents=True, exist_ok=True)
+    if str(site) not in sys.path:
+        sys.path.insert(0, str(site))
+    parts = [str(SRC), str(site)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
+    importlib.invalidate_caches()
+
+
+def install(plan, carry: Path = CARRY, site: Path = SITE, timeout: int = 240) -> list[dict]:
+    """Install the planned distributions: every carried wheel if there are any, else from PyPI.
+
+    Carried wheels go in with ``--no-index --no-deps`` (the GPU machine reaches no network);
+    the PyPI route is best-effort (``--retries 0``) under ``timeout`` seconds. Returns one
+    record per attempt; a failure is recorded, never raised.
+    """
+    wheels = sorted((carry / "wheels").glob("*.whl"))
+    if not plan and not wheels:
+        return []
+    use_site(site)
+    if wheels:
+        cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--upgrade",
+               "--target", str(site), *map(str, wheels)]
+        what = f"{len(wheels)} carried wheels from {carry / 'wheels'}"
+    else:
+        cmd = [sys.executable, "-m", "pip", "install", "-q", "--retries", "0", "--timeout", "15", "--target", str(site),
+               *[d if d != "transformers" else "transformers>=5.24" for d, _ in plan]]
+        what = "from PyPI: " + " ".join(d for d, _ in plan)
+    t = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        ok, err = p.returncode == 0, p.stderr.strip()[-600:]
+    except subprocess.TimeoutExpired:
+        ok, err = False, f"pip ran past {timeout} s"
+    importlib.invalidate_caches()
+    return [{"what": what, "ok": ok, "seconds": round(time.perf_counter() - t, 1), "error": "" if ok else err}]
+
+
+def prepare_carry(carry: Path = CARRY, model_dir: str | None = None, timeout: int = 600) -> list[str]:
+    """On a machine with PyPI: download the wheels the GPU image lacks and the model skeleton.
+
+    Wheels are for CPython 3.12 manylinux x86-64 (the GPU image's Python), pinned to the versions
+    installed here where there are any, so the GPU runs what the CPU tests ran. The skeleton is
+    SmolLM2-135M's config and tokenizer: the bundled GGUF (98 MB) does not fit into the 64 MiB
+    that travel, so the GPU run builds the same architecture with random weights from it.
+    Returns what was written.
+    """
+    wheels = carry / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    specs = [f"{d}=={dist_version(d)}" if dist_version(d) else d for _m, d, _v in NEEDS] + [
+        f"{d}=={dist_version(d)}" if dist_version(d) else d for d in CARRY_EXTRAS]
+    plat = [a for p in ("manylinux_2_28", "manylinux_2_27", "manylinux_2_24", "manylinux_2_17", "manylinux2014")
+            for a in ("--platform", f"{p}_x86_64")]
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
+                    "3.12", "--implementation", "cp", *plat, "-d", str(wheels), *specs], check=True, timeout=timeout)
+    if model_dir is None:
+        sys.path.insert(0, str(SRC))
+        from sftune.model.loading import resolve_model
+
+        model_dir = resolve_model("default")
+    with tarfile.open(carry / SKELETON, "w:gz") as tar:
+        for f in sorted(Path(model_dir).iterdir()):
+            if f.is_file() and f.suffix in (".json", ".jinja", ".txt", ".model") and f.name != "sftune_converted.json":
+                tar.add(f, arcname=f.name)
+    return [str(p) for p in sorted(wheels.iterdir())] + [str(carry / SKELETON)]
+
+
+def folder_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def materialize_skeleton(tarball: Path, out: Path, seed: int = 0) -> Path:
+    """A loadable model folder from a skeleton: the architecture with random weights (seeded)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    skel = out.with_name(out.name + "-skeleton")
+    shutil.rmtree(skel, ignore_errors=True)
+    with tarfile.open(tarball) as tar:
+        tar.extractall(skel, filter="data")
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(skel), dtype=torch.float32)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(skel).save_pretrained(out)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- packed = unpacked
+def random_rows(n: int = 12, seed: int = 0, lo: int = 16, hi: int = 300, vocab: int = 1000) -> list[dict]:
+    """``n`` samples of random tokens, each with a random prompt (label -100) and a trained answer."""
+    import random
+
+    rnd = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        k = rnd.randint(lo, hi)
+        ids = [rnd.randrange(3, vocab) for _ in range(k)]
+        prompt = rnd.randint(1, k - 1)
+        rows.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
+    return rows
+
+
+def packed_vs_unpacked(model, rows: list[dict], max_length: int, device: str = "cpu", autocast=None) -> dict:
+    """Loss and gradients of ``rows`` one sample per pass, and packed (``sftune.data.packing``).
+
+    Both are normalised by the same trained-token count, as the Trainer does, so they are equal
+    up to rounding. ``loss_rel`` is the relative loss difference and ``grad_rel`` the largest
+    ``|g_packed - g_unpacked| / |g_unpacked|`` over parameter tensors. ``leak_loss_rel`` and
+    ``leak_grad_rel`` are the control: the same packed rows with an all-ones attention mask, i.e.
+    attention across sample boundaries, which the tolerance must tell apart. (The loss of a
+    randomly initialised model hardly notices such a leak; its gradients do.)
+    """
+    import torch
+
+    from sftune.data.packing import PackingCollator, pack_rows
+
+    n_items = sum(sum(t != -100 for t in r["labels"][1:]) for r in rows)
+    amp = torch.autocast(device.split(":")[0], dtype=autocast, enabled=autocast is not None)
+
+    def run(batches):
+        model.zero_grad(set_to_none=True)
+        total = 0.0
+        for b in batches:
+            b = {k: v.to(device) for k, v in b.items()}
+            with amp:  # use_cache=False: with a cache transformers does not look for packed rows
+                loss = model(**b, num_items_in_batch=n_items, use_cache=False).loss
+            loss.backward()
+            total += loss.item()
+        return total, {k: p.grad.float().clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    single = [{"input_ids": torch.tensor([r["input_ids"]]), "labels": torch.tensor([r["labels"]])} for r in rows]
+    loss_u, g_u = run(single)
+    bins = pack_rows(rows, max_length)
+    packed = PackingCollator(pad_token_id=0)([[rows[i] for i in b] for b in bins])
+    loss_p, g_p = run([packed])
+    leaky = {**packed, "attention_mask": torch.ones_like(packed["input_ids"])}
+    del leaky["position_ids"]  # an ordinary causal row: every token sees the samples before it
+    loss_leak, g_leak = run([leaky])
+    model.zero_grad(set_to_none=True)
+
+    def rel(g):  # the worst parameter tensor
+        return max((g[k] - g_u[k]).norm().item() / max(g_u[k].norm().item(), 1e-12) for k in g_u)
+
+    grad_rel = rel(g_p)
+    return {
+        "samples": len(rows), "packed_rows": len(bins), "trained_tokens": int(n_items),
+        "loss_unpacked": loss_u, "loss_packed": loss_p, "loss_rel": abs(loss_p - loss_u) / abs(loss_u),
+        "grad_rel": grad_rel, "same_grad_tensors": sorted(g_p) == sorted(g_u),
+        "leak_loss_rel": abs(loss_leak - loss_u) / abs(loss_u), "leak_grad_rel": rel(g_leak),
+    }
