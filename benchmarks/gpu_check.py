@@ -38,7 +38,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "src")]  # this checkout's sftune, 
 
 from gpu_check_parts import (  # noqa: E402
     CARRY, OPTIONAL, SKELETON, SRC, Skip, dist_version, folder_mib, free_port, has_module, install, install_plan,
-    materialize_skeleton,
+    materialize_skeleton, max_rel_diff, saved_dtypes, trained_weights,
     packed_vs_unpacked, prepare_carry, random_rows, run_check, use_site, write_results,
 )
 
@@ -102,6 +102,7 @@ def check_training(model_dir: str, data: Path, work: Path, method: str, precisio
     from transformers import AutoModelForCausalLM
 
     from sftune.config import SFTConfig
+    from sftune.model.methods import qlora_load_kwargs
     from sftune.train.run import train
 
     if method == "qlora" and not has_module("bitsandbytes"):
@@ -116,10 +117,8 @@ def check_training(model_dir: str, data: Path, work: Path, method: str, precisio
     peak = torch.cuda.max_memory_allocated() / 2**30
     info = json.loads((out / "run_info.json").read_text())
     batch = _probe_batch(model_dir)
-    trained = res.model
-    trained.eval()
-    loss_mem = _loss(trained, batch, precision)
-    del trained, res
+    loss_mem, w_mem = _loss(res.model.eval(), batch, precision), trained_weights(res.model, method)
+    del res
     _free()
     # load back with plain transformers (+ peft for adapters), as a user would
     if method == "full":
@@ -127,24 +126,34 @@ def check_training(model_dir: str, data: Path, work: Path, method: str, precisio
     else:
         from peft import PeftModel
 
-        kw = {}
-        if method == "qlora":
-            from sftune.model.methods import qlora_load_kwargs
-
-            kw = qlora_load_kwargs(cfg)  # the same 4-bit base as in training
+        # qlora: the same 4-bit base as in training
+        kw = qlora_load_kwargs(cfg) if method == "qlora" else {}
         back = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **kw), out)
     if method != "qlora":  # a 4-bit model is placed on the GPU as it loads, and cannot be moved
         back.to("cuda")
-    loss_back = _loss(back.eval(), batch, precision)
-    files = sorted(p.name for p in out.iterdir() if p.suffix in (".safetensors", ".json"))
+    loss_back, w_back = _loss(back.eval(), batch, precision), trained_weights(back, method)
     del back
     _free()
+    if method == "full":  # how far training moved the weights from the base's
+        from safetensors.torch import load_file
+
+        base = {k: v for f in Path(model_dir).glob("*.safetensors") for k, v in load_file(f).items()}
+        moved = max_rel_diff(w_mem, {k: v.float() for k, v in base.items()})
+    else:  # LoRA's B matrices start at zero
+        moved = max(v.abs().max().item() for k, v in w_mem.items() if "lora_B" in k)
+    saved = saved_dtypes(out)
     d = {"loss_in_memory": loss_mem, "loss_reloaded": loss_back, "train_loss": info["metrics"].get("train_loss"),
-         "peak_gib": peak, "micro_batch": info["micro_batch"], "accumulation": info["gradient_accumulation_steps"],
-         "precision": info["precision"], "files": files}
-    ok = abs(loss_back - loss_mem) <= 0.02 * abs(loss_mem) and info["micro_batch"] == 4 and info["gradient_accumulation_steps"] == 1
-    return ok, (f"train loss {d['train_loss']:.3f}; probe loss in memory {loss_mem:.4f}, reloaded {loss_back:.4f}; "
-                f"{info['micro_batch']} rows/pass x {info['gradient_accumulation_steps']}; peak {peak:.2f} GiB"), d
+         "reload_weight_rel_diff": max_rel_diff(w_mem, w_back), "weights_compared": f"{len(w_mem.keys() & w_back.keys())}/{len(w_mem)}",
+         "moved_from_init": moved, "saved_dtypes": sorted(saved), "peak_gib": peak, "micro_batch": info["micro_batch"],
+         "accumulation": info["gradient_accumulation_steps"], "precision": info["precision"],
+         "files": sorted(p.name for p in out.iterdir() if p.suffix in (".safetensors", ".json"))}
+    exact = saved <= {"F32"}  # a float32 copy must come back bit for bit; bf16 rounds (~4e-3)
+    ok = (d["reload_weight_rel_diff"] <= (1e-6 if exact else 8e-3) and len(w_mem.keys() & w_back.keys()) == len(w_mem) > 0
+          and moved > 0 and abs(loss_back - loss_mem) <= 0.02 * abs(loss_mem)
+          and info["micro_batch"] == 4 and info["gradient_accumulation_steps"] == 1)  # the GPU default: whole batch per pass
+    return ok, (f"train loss {d['train_loss']:.3f}; reloaded weights rel diff {d['reload_weight_rel_diff']:.1e} "
+                f"({d['weights_compared']} tensors), moved {moved:.1e}; probe loss in memory {loss_mem:.4f}, reloaded "
+                f"{loss_back:.4f}; {info['micro_batch']} rows/pass x {info['gradient_accumulation_steps']}; peak {peak:.2f} GiB"), d
 
 
 def _probe_batch(model_dir):

@@ -250,6 +250,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# ---------------------------------------------------------------- comparing weights
+def saved_dtypes(folder: Path) -> set[str]:
+    """The dtypes stored in a folder's safetensors files ("F32", "BF16", ...), read from their headers."""
+    from safetensors import safe_open
+
+    out = set()
+    for f in folder.glob("*.safetensors"):
+        with safe_open(str(f), framework="pt") as st:
+            out |= {st.get_slice(k).get_dtype() for k in st.keys()}
+    return out
+
+
+def trained_weights(model, method: str) -> dict:
+    """The tensors training changes, as CPU float32 copies: every weight (full), else the LoRA adapters."""
+    return {k: v.detach().float().cpu() for k, v in model.named_parameters() if method == "full" or "lora_" in k}
+
+
+def max_rel_diff(a: dict, b: dict) -> float:
+    """The largest ``max|a - b| / max|a|`` over the tensors both hold."""
+    keys = a.keys() & b.keys()
+    if not keys:
+        raise RuntimeError(f"no weight names in common (e.g. {next(iter(a), None)} vs {next(iter(b), None)})")
+    return max((a[k] - b[k]).abs().max().item() / max(a[k].abs().max().item(), 1e-12) for k in keys)
+
+
 # ---------------------------------------------------------------- packed = unpacked
 def random_rows(n: int = 12, seed: int = 0, lo: int = 16, hi: int = 300, vocab: int = 1000) -> list[dict]:
     """``n`` samples of random tokens, each with a random prompt (label -100) and a trained answer."""
