@@ -37,8 +37,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "src")]  # this checkout's sftune, and gpu_check_parts
 
 from gpu_check_parts import (  # noqa: E402
-    CARRY, OPTIONAL, SKELETON, SRC, Skip, dist_version, folder_mib, free_port, has_module, install, install_plan,
-    materialize_skeleton, max_rel_diff, saved_dtypes, trained_weights,
+    CARRY, OPTIONAL, SKELETON, SRC, Skip, dist_version, free_port, has_module, install, install_plan,
+    materialize_skeleton, max_rel_diff, saved_dtypes, trained_weights, travel_mib,
     packed_vs_unpacked, prepare_carry, random_rows, run_check, use_site, write_results,
 )
 
@@ -204,7 +204,8 @@ def check_serve(model: str, work: Path):
         r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Say hello."}], max_tokens=16, temperature=0)
         d = {"startup_s": up, "request_s": time.perf_counter() - t, "answer": r.choices[0].message.content,
              "finish_reason": r.choices[0].finish_reason, "completion_tokens": r.usage.completion_tokens if r.usage else None}
-        d["gpu_processes"] = _gpu_processes()  # the server's pid should be listed
+        gpu = _gpu_processes()  # the server's pid should be listed (pids may differ inside a sandbox)
+        d["gpu_processes"], d["server_pid_listed"] = gpu, f"process {proc.pid} " in gpu
         ok = r.choices[0].finish_reason in ("stop", "length") and d["completion_tokens"]
         return bool(ok), f"up in {up:.0f} s; {d['completion_tokens']} tokens in {d['request_s']:.2f} s: {d['answer']!r}", d
     finally:
@@ -238,24 +239,27 @@ def child_bench(a) -> dict:
     ds = ds.remove_columns([c for c in ds.column_names if c not in ("input_ids", "labels")])
     common = dict(output_dir=a.result + ".trainer", per_device_train_batch_size=BENCH[(a.impl, a.mode)], num_train_epochs=1,
                   learning_rate=5e-5, lr_scheduler_type="constant", warmup_steps=0, logging_steps=10, save_strategy="no",
-                  report_to=[], seed=42, disable_tqdm=True, dataloader_num_workers=0, bf16=True)
+                  report_to=[], seed=42, disable_tqdm=True, dataloader_num_workers=0,
+                  # bf16 autocast on the GPU; float32 on a CPU, only to review this function there
+                  bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available())
     if a.impl == "trl":
         from trl import SFTConfig, SFTTrainer
 
-        args = SFTConfig(**common, max_length=PACK_LEN, packing=a.mode == "packed", padding_free=a.mode == "padding_free", dataset_num_proc=None)
+        # padding-free without packing refuses a max_length it cannot enforce (every chat is < PACK_LEN anyway)
+        args = SFTConfig(**common, max_length=None if a.mode == "padding_free" else PACK_LEN, packing=a.mode == "packed",
+                         padding_free=a.mode == "padding_free", dataset_num_proc=None)
         trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
     else:
         from sftune.train.trainer import SFTTrainer
 
         trainer = SFTTrainer(model=model, args=TrainingArguments(**common, remove_unused_columns=False), train_dataset=ds,
                              processing_class=tok, packing=True, max_length=PACK_LEN)
-    steps_t, tokens, at_step, trained = [], [], [], [0]
+    steps_t, tokens, trained = [], [], [0]
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
             torch.cuda.synchronize()  # the step's kernels are done when its time is taken
             steps_t.append(time.perf_counter())
-            at_step.append(sum(tokens))
 
     inner = trainer.data_collator
 
@@ -269,7 +273,10 @@ def child_bench(a) -> dict:
     trainer.add_callback(Clock())
     torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    steady = (at_step[-1] - at_step[0]) / (steps_t[-1] - steps_t[0]) if len(steps_t) > 1 else float("nan")
+    # one batch per optimizer step (no accumulation), so tokens[i] belongs to step i whenever the
+    # dataloader collated it; the first step (warm-up, kernel selection) is left out
+    n = len(steps_t)
+    steady = sum(tokens[1:n]) / (steps_t[-1] - steps_t[0]) if n > 1 else float("nan")
     return {"tokens_per_s": steady, "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "trained_tokens": trained[0],
             "steps": len(steps_t), "real_tokens": sum(tokens)}
 
@@ -331,9 +338,10 @@ def main(argv=None) -> int:
         Path(a.result).write_text(json.dumps(child_bench(a)))
         return 0
     if a.prepare_carry:
-        written = prepare_carry(CARRY)
-        print("\n".join(written) + f"\n{CARRY}: {folder_mib(CARRY):.1f} MiB (the device takes 64 MiB with the repository)")
-        return 0
+        print("\n".join(prepare_carry(CARRY)))
+        mib = travel_mib(CARRY)
+        print(f"{CARRY} + the tracked files: {mib:.1f} MiB travel to the GPU machine (its limit: 64 MiB)")
+        return 0 if mib < 64 else 1
     t0 = time.perf_counter()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -352,7 +360,8 @@ def main(argv=None) -> int:
     meta["missing packages"] = ", ".join(f"{d} (have {v})" if v else d for d, v in plan) or "none"
     meta["optional"] = ", ".join(f"{d}: {'yes' if has_module(m) else 'no'}" for m, d in OPTIONAL)
     meta["versions"] = ", ".join(f"{d} {dist_version(d) or 'absent'}"
-                                 for d in ("torch", "transformers", "peft", "trl", "bitsandbytes", "flash-attn"))
+                                 for d in ("torch", "transformers", "peft", "trl", "bitsandbytes", "flash-attn", "datasets",
+                                           "accelerate", "pyarrow", "fsspec", "tokenizers", "huggingface-hub"))
     meta["python"] = platform.python_version()
     meta["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     device = "cpu" if not cuda else "cuda"
@@ -361,7 +370,11 @@ def main(argv=None) -> int:
 
     if not cuda:  # the CPU parts: packed = unpacked on a tiny random Llama, and the table writer
         for attn, prec in (("sdpa", "fp32"), ("eager", "fp32"), ("sdpa", "bf16")):
-            run_check(results, f"packed = unpacked: tiny Llama, {attn}, {prec}", check_equivalence, None, attn, prec, "cpu")
+            label = f"packed = unpacked: tiny Llama, {attn}, {prec}"
+            if "equivalence" in skip:
+                run_check(results, label, _raise, Skip("--skip equivalence"))
+            else:
+                run_check(results, label, check_equivalence, None, attn, prec, "cpu")
         md, _ = write_results(results, meta, a.out or work, name)
         print(f"results table (CPU parts): {md}")
         why = "--dry-run" if torch.cuda.is_available() else "no CUDA device"

@@ -42,8 +42,10 @@ NEEDS = [
     ("bitsandbytes", "bitsandbytes", None),
 ]
 #: Dependencies of NEEDS that the GPU image lacks (its package list: /work/.library/device/KINDS.md).
-CARRY_EXTRAS = ["pydantic-core", "annotated-types", "typing-inspection", "dill", "multiprocess",
-                "jiter", "distro", "sniffio", "starlette"]
+CARRY_EXTRAS = ["pydantic-core", "annotated-types", "typing-inspection", "dill", "multiprocess", "jiter", "distro",
+                "sniffio", "starlette", "opentelemetry-api", "httpx2", "httpcore2", "truststore"]
+#: Needs the GPU image already meets (accelerate 1.15, peft): left out of the carry, which is full.
+DEVICE_HAS = {"peft", "accelerate"}
 #: flash-attn has no wheel on PyPI (its sdist compiles for about an hour), so it is only used
 #: when already installed; packed rows then fall back to sdpa with a block-diagonal mask.
 OPTIONAL = [("flash_attn", "flash-attn")]
@@ -206,8 +208,8 @@ def prepare_carry(carry: Path = CARRY, model_dir: str | None = None, timeout: in
     """
     wheels = carry / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
-    specs = [f"{d}=={dist_version(d)}" if dist_version(d) else d for _m, d, _v in NEEDS] + [
-        f"{d}=={dist_version(d)}" if dist_version(d) else d for d in CARRY_EXTRAS]
+    dists = [d for _m, d, _v in NEEDS if d not in DEVICE_HAS] + CARRY_EXTRAS
+    specs = [f"{d}=={dist_version(d)}" if dist_version(d) else d for d in dists]
     plat = [a for p in ("manylinux_2_28", "manylinux_2_27", "manylinux_2_24", "manylinux_2_17", "manylinux2014")
             for a in ("--platform", f"{p}_x86_64")]
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
@@ -217,15 +219,24 @@ def prepare_carry(carry: Path = CARRY, model_dir: str | None = None, timeout: in
         from sftune.model.loading import resolve_model
 
         model_dir = resolve_model("default")
-    with tarfile.open(carry / SKELETON, "w:gz") as tar:
-        for f in sorted(Path(model_dir).iterdir()):
-            if f.is_file() and f.suffix in (".json", ".jinja", ".txt", ".model") and f.name != "sftune_converted.json":
-                tar.add(f, arcname=f.name)
+    write_skeleton(Path(model_dir), carry / SKELETON)
     return [str(p) for p in sorted(wheels.iterdir())] + [str(carry / SKELETON)]
 
 
-def folder_mib(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+def write_skeleton(model_dir: Path, tarball: Path) -> Path:
+    """A model folder without its weights (config, tokenizer, chat template), gzipped: ~1 MB for SmolLM2."""
+    with tarfile.open(tarball, "w:gz") as tar:
+        for f in sorted(model_dir.iterdir()):
+            if f.is_file() and f.suffix in (".json", ".jinja", ".txt", ".model") and f.name != "sftune_converted.json":
+                tar.add(f, arcname=f.name)
+    return tarball
+
+
+def travel_mib(carry: Path = CARRY) -> float:
+    """MiB that travel to the GPU machine: the carry folder plus the files git tracks (limit: 64)."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True).stdout.split("\0")
+    files = [REPO / f for f in tracked if f] + [f for f in carry.rglob("*") if f.is_file()]
+    return sum(f.stat().st_size for f in files if f.is_file()) / 2**20
 
 
 def materialize_skeleton(tarball: Path, out: Path, seed: int = 0) -> Path:
