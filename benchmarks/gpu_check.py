@@ -38,7 +38,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "src")]  # this checkout's sftune, 
 
 from gpu_check_parts import (  # noqa: E402
     CARRY, OPTIONAL, SKELETON, SRC, Skip, dist_version, free_port, has_module, install, install_plan,
-    materialize_skeleton, max_rel_diff, saved_dtypes, trained_weights, travel_mib,
+    materialize_skeleton, max_rel_diff, probe_batch, probe_loss, saved_dtypes, trained_weights, travel_mib,
     packed_vs_unpacked, prepare_carry, random_rows, run_check, use_site, write_results,
 )
 
@@ -116,8 +116,8 @@ def check_training(model_dir: str, data: Path, work: Path, method: str, precisio
     res = train(cfg, progress=False, compare=False)
     peak = torch.cuda.max_memory_allocated() / 2**30
     info = json.loads((out / "run_info.json").read_text())
-    batch = _probe_batch(model_dir)
-    loss_mem, w_mem = _loss(res.model.eval(), batch, precision), trained_weights(res.model, method)
+    batch = probe_batch(model_dir)
+    loss_mem, w_mem = probe_loss(res.model.eval(), batch, precision), trained_weights(res.model, method)
     del res
     _free()
     # load back with plain transformers (+ peft for adapters), as a user would
@@ -126,12 +126,12 @@ def check_training(model_dir: str, data: Path, work: Path, method: str, precisio
     else:
         from peft import PeftModel
 
-        # qlora: the same 4-bit base as in training
-        kw = qlora_load_kwargs(cfg) if method == "qlora" else {}
+        # qlora: the same 4-bit base as in training, put on the GPU as it loads
+        kw = {**qlora_load_kwargs(cfg), "device_map": {"": 0}} if method == "qlora" else {}
         back = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **kw), out)
     if method != "qlora":  # a 4-bit model is placed on the GPU as it loads, and cannot be moved
         back.to("cuda")
-    loss_back, w_back = _loss(back.eval(), batch, precision), trained_weights(back, method)
+    loss_back, w_back = probe_loss(back.eval(), batch, precision), trained_weights(back, method)
     del back
     _free()
     if method == "full":  # how far training moved the weights from the base's
@@ -154,26 +154,6 @@ def check_training(model_dir: str, data: Path, work: Path, method: str, precisio
     return ok, (f"train loss {d['train_loss']:.3f}; reloaded weights rel diff {d['reload_weight_rel_diff']:.1e} "
                 f"({d['weights_compared']} tensors), moved {moved:.1e}; probe loss in memory {loss_mem:.4f}, reloaded "
                 f"{loss_back:.4f}; {info['micro_batch']} rows/pass x {info['gradient_accumulation_steps']}; peak {peak:.2f} GiB"), d
-
-
-def _probe_batch(model_dir):
-    """A fixed padded batch of two chats, to compare a model in memory with its reloaded copy."""
-    from sftune.model.loading import load_tokenizer
-
-    tok = load_tokenizer(model_dir)  # with a pad token, as in training
-    texts = ["What is the capital of France? The capital of France is Paris.", "Write a haiku about the sea."]
-    b = tok(texts, return_tensors="pt", padding=True)
-    b["labels"] = b["input_ids"].masked_fill(b["attention_mask"] == 0, -100)
-    return b
-
-
-def _loss(model, batch, precision) -> float:
-    import torch
-
-    dev = next(p for p in model.parameters()).device
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    with torch.no_grad(), torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
-        return model(**{k: v.to(dev) for k, v in batch.items()}).loss.float().item()
 
 
 # ---------------------------------------------------------------- 3. serve

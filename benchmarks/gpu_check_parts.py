@@ -261,7 +261,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# ---------------------------------------------------------------- comparing weights
+# ---------------------------------------------------------------- a trained model against its reloaded copy
 def saved_dtypes(folder: Path) -> set[str]:
     """The dtypes stored in a folder's safetensors files ("F32", "BF16", ...), read from their headers."""
     from safetensors import safe_open
@@ -284,6 +284,27 @@ def max_rel_diff(a: dict, b: dict) -> float:
     if not keys:
         raise RuntimeError(f"no weight names in common (e.g. {next(iter(a), None)} vs {next(iter(b), None)})")
     return max((a[k] - b[k]).abs().max().item() / max(a[k].abs().max().item(), 1e-12) for k in keys)
+
+
+def probe_batch(model_dir):
+    """A fixed padded batch of two short texts, to compare a model in memory with its reloaded copy."""
+    from sftune.model.loading import load_tokenizer
+
+    tok = load_tokenizer(model_dir)  # with a pad token, as in training
+    texts = ["What is the capital of France? The capital of France is Paris.", "Write a haiku about the sea."]
+    b = tok(texts, return_tensors="pt", padding=True)
+    b["labels"] = b["input_ids"].masked_fill(b["attention_mask"] == 0, -100)
+    return b
+
+
+def probe_loss(model, batch, precision) -> float:
+    """The loss of ``batch`` under the autocast of ``precision`` (bf16, fp16, fp32), on the model's device."""
+    import torch
+
+    dev = next(p for p in model.parameters()).device
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    with torch.no_grad(), torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        return model(**{k: v.to(dev) for k, v in batch.items()}).loss.float().item()
 
 
 # ---------------------------------------------------------------- packed = unpacked

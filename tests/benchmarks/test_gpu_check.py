@@ -105,6 +105,13 @@ def test_skeleton_becomes_a_loadable_model_of_the_same_architecture(tiny_model_d
     assert model.config.to_dict()["hidden_size"] == ref.config.hidden_size
     assert [n for n, _ in model.named_parameters()] == [n for n, _ in ref.named_parameters()]
     assert len(AutoTokenizer.from_pretrained(out)) == len(AutoTokenizer.from_pretrained(tiny_model_dir))
+    batch = parts.probe_batch(out)  # what the training check compares a trained model and its reload on
+    assert (batch["labels"] == -100).any()  # the shorter text is padded, and its padding untrained
+    again = AutoModelForCausalLM.from_pretrained(parts.materialize_skeleton(tar, tmp_path / "again"))
+    other = AutoModelForCausalLM.from_pretrained(parts.materialize_skeleton(tar, tmp_path / "other", seed=1))
+    loss = parts.probe_loss(model, batch, "fp32")
+    assert parts.probe_loss(again, batch, "fp32") == loss  # seeded: every GPU run trains the same weights
+    assert parts.probe_loss(other, batch, "fp32") != pytest.approx(loss, abs=1e-6)
 
 
 def test_without_cuda_it_refuses_clearly_with_exit_code_3(tmp_path):
