@@ -356,9 +356,9 @@ def main(argv=None) -> int:
         write_results(results, meta, out, name)  # after every check: a crash or a timeout keeps the rows so far
 
     def setup():
-        model_dir, weights = resolve_model_dir(a.model, work)
+        model_dir, meta["weights"] = resolve_model_dir(a.model, work)
         chats, rows = prepare_rows(model_dir, work)
-        return True, f"{model_dir}: {weights}", {"model_dir": model_dir, "chats": chats, "rows": rows}
+        return True, f"{model_dir}: {meta['weights']}", {"model_dir": model_dir, "chats": chats, "rows": rows}
 
     s = run_check(results, "setup: model folder and tokenized chats", setup)
     if s.status != "pass":  # nothing else can run
