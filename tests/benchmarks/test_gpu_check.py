@@ -18,6 +18,12 @@ import gpu_check  # noqa: E402
 import gpu_check_parts as parts  # noqa: E402
 
 
+def test_doctests():
+    import doctest
+
+    assert doctest.testmod(parts).failed == 0
+
+
 def test_a_failing_check_is_recorded_and_the_next_one_runs():
     rows = []
     parts.run_check(rows, "ok", lambda: (True, "fine", {"x": 1}))
