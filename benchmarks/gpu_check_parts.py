@@ -46,8 +46,7 @@ CARRY_EXTRAS = ["pydantic-core", "annotated-types", "typing-inspection", "dill",
                 "sniffio", "starlette", "opentelemetry-api", "httpx2", "httpcore2", "truststore"]
 #: Needs the GPU image already meets (accelerate 1.15, peft): left out of the carry, which is full.
 DEVICE_HAS = {"peft", "accelerate"}
-#: flash-attn has no wheel on PyPI (its sdist compiles for about an hour), so it is only used
-#: when already installed; packed rows then fall back to sdpa with a block-diagonal mask.
+#: flash-attn has no PyPI wheel (its sdist compiles for ~1 h): used only where installed, else sdpa.
 OPTIONAL = [("flash_attn", "flash-attn")]
 
 
