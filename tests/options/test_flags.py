@@ -7,7 +7,8 @@ import argparse
 import pytest
 
 from sftune.commands.flags import add_option_args, options_from_args
-from sftune.commands.precision import add_precision_args, torch_dtype
+from sftune.commands.precision import add_precision_args
+from sftune.model.precision import torch_dtype
 from sftune.errors import ConfigError
 from sftune.options import SamplingOptions, ServingOptions
 
@@ -46,4 +47,4 @@ def test_precision_and_old_dtype_alias():
         p.parse_args(["--dtype", "float64"])
     import torch
 
-    assert torch_dtype("fp32") is torch.float32 and torch_dtype("auto") is None
+    assert torch_dtype("fp32") is torch.float32 and torch_dtype("bf16") is torch.bfloat16
