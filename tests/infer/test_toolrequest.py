@@ -43,11 +43,26 @@ def test_template_messages_parse_arguments_and_keep_keys_faithfully():
     msgs = template_messages(ROUND_TRIP)
     assert msgs[0] == {"role": "system", "content": "Be brief."}
     assert msgs[1] == {"role": "user", "content": "Weather in Oslo?"}
-    assert msgs[2] == {"role": "assistant", "content": "", "reasoning_content": "Needs the tool.", "tool_calls": [
+    assert msgs[2] == {"role": "assistant", "content": None, "reasoning_content": "Needs the tool.", "tool_calls": [
         {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]}
     assert msgs[3] == {"role": "tool", "content": '{"temperature": 3}', "tool_call_id": "call_a"}
     assert msgs[4] == {"role": "assistant", "content": "3 °C in Oslo."}  # no keys the request lacks
     assert ROUND_TRIP[2]["tool_calls"][0]["function"]["arguments"] == '{"city": "Oslo"}'  # input untouched
+
+
+def test_a_request_reaches_the_template_as_the_same_row_does_in_training(tmp_path):
+    """Serving and training hand a chat template the same dicts for the same conversation."""
+    from sftune.data.readers import read_conversations
+    from sftune.data.report import DataReport
+
+    row = [{**m, "content": "".join(p["text"] for p in m["content"]) if isinstance(m["content"], list) else m["content"]}
+           for m in ROUND_TRIP]
+    row[0]["role"] = "system"
+    row[2]["reasoning_content"] = row[2].pop("reasoning")
+    f = tmp_path / "agent.jsonl"
+    f.write_text(json.dumps({"messages": row, "tools": TOOLS}) + "\n", encoding="utf-8")
+    conv = read_conversations(str(f), DataReport())[0]
+    assert conv.to_messages() == template_messages(ROUND_TRIP)
 
 
 def test_rendered_call_is_a_json_object_not_an_escaped_string(smol_tokenizer):

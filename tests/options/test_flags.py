@@ -25,7 +25,14 @@ def test_unset_flags_take_the_command_defaults_and_set_ones_win():
     s = options_from_args(p.parse_args(["--temperature", "0", "--stop", "a", "b", "--seed", "3"]), SamplingOptions,
                           defaults={"temperature": 0.7})
     assert (s.temperature, s.stop, s.seed) == (0.0, ["a", "b"], 3)
-    assert "logit_bias" not in vars(p.parse_args([]))  # dict fields are YAML/Python/server only
+    assert p.parse_args([]).logit_bias is None
+    # dict fields take KEY=VALUE pairs, validated by the group like any other value
+    biased = options_from_args(p.parse_args(["--logit-bias", "42=-100", "7=5.5"]), SamplingOptions)
+    assert biased.logit_bias == {42: -100.0, 7: 5.5}
+    with pytest.raises(ConfigError):
+        options_from_args(p.parse_args(["--logit-bias", "x=1"]), SamplingOptions)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--logit-bias", "42"])  # no '='
 
 
 def test_checks_live_in_the_type_not_the_flags():

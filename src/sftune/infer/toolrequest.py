@@ -55,7 +55,7 @@ def template_messages(messages: list[dict]) -> list[dict]:
     """OpenAI request messages as a chat template takes them (the form training renders).
 
     Assistant ``tool_calls`` get their ``arguments`` parsed into objects; ``developer`` becomes
-    ``system``; ``null`` content becomes ``""``; ``reasoning``/``thinking`` become
+    ``system``; ``null`` content stays ``None`` (as in training); ``reasoning``/``thinking`` become
     ``reasoning_content``. A ``tool`` message must answer a call made before it.
 
     >>> template_messages([
@@ -63,7 +63,7 @@ def template_messages(messages: list[dict]) -> list[dict]:
     ...     {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
     ...      "function": {"name": "get_weather", "arguments": "{\\"city\\": \\"Oslo\\"}"}}]},
     ...     {"role": "tool", "tool_call_id": "call_1", "content": "{\\"temp\\": 3}"}])[1:]
-    [{'role': 'assistant', 'content': '', 'tool_calls': [{'id': 'call_1', 'type': 'function', 'function': {'name': 'get_weather', 'arguments': {'city': 'Oslo'}}}]}, {'role': 'tool', 'content': '{"temp": 3}', 'tool_call_id': 'call_1'}]
+    [{'role': 'assistant', 'content': None, 'tool_calls': [{'id': 'call_1', 'type': 'function', 'function': {'name': 'get_weather', 'arguments': {'city': 'Oslo'}}}]}, {'role': 'tool', 'content': '{"temp": 3}', 'tool_call_id': 'call_1'}]
     """
     out, call_ids, calls_seen = [], set(), False
     for i, m in enumerate(messages):
@@ -74,7 +74,9 @@ def template_messages(messages: list[dict]) -> list[dict]:
         if m.get("content") is None and not (role == "assistant" and m.get("tool_calls")):
             raise ToolRequestError(f"{where}.content is missing: only an assistant message that makes tool_calls may have null content",
                                    where + ".content")
-        msg = {"role": role, "content": _text(m.get("content"), where)}
+        # null content stays None, as Conversation.to_messages hands a call-only turn to the
+        # template in training (transformers then drops the key): same rendering both ways.
+        msg = {"role": role, "content": None if m.get("content") is None else _text(m.get("content"), where)}
         if m.get("name") is not None:
             msg["name"] = m["name"]
         if role == "assistant":
