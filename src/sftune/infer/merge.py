@@ -35,6 +35,7 @@ def merge_adapter(adapter_dir, out_dir, precision=None, *, cache_dir=None) -> Pa
     import torch
     from peft import PeftModel
 
+    from ..model.chat_settings import copy_chat_settings
     from ..model.loading import adapter_base, load_tokenizer
     from ..model.precision import save_precision, torch_dtype
 
@@ -72,6 +73,7 @@ def merge_adapter(adapter_dir, out_dir, precision=None, *, cache_dir=None) -> Pa
     with atomic_dir(out_dir, prefix=".merging-") as tmp:
         merged.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
+        copy_chat_settings(adapter_dir, tmp)  # template variables and tool format travel with the template
         (tmp / "sftune_merge.json").write_text(json.dumps(
             {"adapter": str(adapter_dir.resolve()), "base": str(base), "peft_type": peft_type, "dtype": str(target).replace("torch.", "")},
             indent=2) + "\n")

@@ -17,8 +17,13 @@ Honoured: ``messages`` (system/developer/user/assistant; text or text parts), ``
 field of :class:`~sftune.options.SamplingOptions`, which validates them: ``temperature`` (0 =
 greedy), ``top_p``, ``top_k``, ``frequency_penalty``, ``presence_penalty``, ``logit_bias``
 (token ids of this model), ``stop``, ``seed`` and ``n`` (several choices, generated one after
-the other; with a seed, choice i uses seed + i). Tools and logprobs are not supported (unknown
-fields are ignored, as OpenAI-compatible servers commonly do).
+the other; with a seed, choice i uses seed + i). Tool calling: ``tools``, ``tool_choice``
+(``auto``, ``none``, ``required``, a named function), ``tool`` messages and assistant
+``tool_calls`` reach the chat template as training rendered them; replies are read back into
+``message.tool_calls`` (ids, JSON-string arguments, ``finish_reason: "tool_calls"``) and
+``message.reasoning_content``, streamed as deltas too, in the format the template writes
+(:mod:`sftune.infer.toolformat`: built in, detected, or declared in the training config).
+logprobs are not supported (unknown fields are ignored, as OpenAI-compatible servers commonly do).
 """
 
 from __future__ import annotations
@@ -50,13 +55,18 @@ class ContentPart(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart]
+    # Other keys (reasoning_content, ...) pass through to the template, as training hands them.
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[dict] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
         return "".join(p.text for p in self.content)
 
 
@@ -85,6 +95,8 @@ class ChatRequest(BaseModel):
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
+    tools: list[dict] | None = None
+    tool_choice: str | dict | None = None
 
     def sampling(self, default_max_tokens: int):
         """The request's :class:`SamplingOptions`; a bad value raises ConfigError naming the field."""
@@ -114,6 +126,7 @@ class APIError(SftuneError):
 class _Job:
     prompt_ids: list[int]
     options: object  # SamplingOptions
+    new_parser: object = None  # () -> ToolCallParser reading one choice's reply (calls, reasoning, content)
     # ("text", choice, str) ... ("done", choice, dict) per choice, then ("end", None, None); or ("error", None, exc)
     events: queue.Queue = field(default_factory=queue.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -185,12 +198,16 @@ def create_app(
     max_prompt_tokens: int | None = None,
     max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
     default_max_tokens: int | None = None,
+    tool_format=None,
+    template_kwargs: dict | None = None,
 ):
     """A FastAPI app answering OpenAI chat-completion requests with ``model``.
 
     ``max_prompt_tokens`` defaults to the model's context length minus ``max_tokens_limit``
     (so any accepted request fits); ``max_tokens`` above ``max_tokens_limit`` is a 400.
-    With ``api_key`` every request needs ``Authorization: Bearer <api_key>``.
+    With ``api_key`` every request needs ``Authorization: Bearer <api_key>``. ``tool_format``
+    (a name, a declared format, or ``None`` to detect it from the template) says how replies
+    write tool calls and reasoning; ``template_kwargs`` are the template variables training used.
     """
     from fastapi import Depends, FastAPI
     from fastapi.exceptions import RequestValidationError
@@ -206,6 +223,10 @@ def create_app(
     if max_prompt_tokens is None:
         max_prompt_tokens = max(context - max_tokens_limit, context // 2) if context else 8192
     default_max_tokens = default_max_tokens or min(512, max_tokens_limit)
+    from .toolformat import resolve_format
+
+    fmt = resolve_format(tool_format, tokenizer.chat_template)
+    template_kwargs = dict(template_kwargs or {})
     worker = Worker(model, tokenizer)
     created = int(time.time())
 
@@ -255,8 +276,7 @@ def create_app(
             outs = [v for k, _, v in _iter_job(job) if k == "done"]
             return {
                 "id": rid, "object": "chat.completion", "created": now, "model": model_name,
-                "choices": [{"index": i, "message": {"role": "assistant", "content": out["text"]},
-                             "finish_reason": out["finish_reason"], "logprobs": None} for i, out in enumerate(outs)],
+                "choices": [_choice(job, i, out) for i, out in enumerate(outs)],
                 "usage": _usage(outs),
             }
         worker.submit(job)
@@ -264,9 +284,19 @@ def create_app(
         return StreamingResponse(_sse(job, rid, now, include_usage), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
+    def _choice(job: _Job, i: int, out: dict) -> dict:
+        parser = job.new_parser()
+        parser.feed(out["text"])
+        parser.finish()
+        parsed = parser.result()
+        for problem in parsed.problems:
+            log.warning("choice %d: %s", i, problem)
+        return {"index": i, "message": parsed.message(), "finish_reason": parsed.finish_reason(out["finish_reason"]), "logprobs": None}
+
     def _make_job(req: ChatRequest) -> _Job:
         from ..errors import ConfigError
-        from .generate import encode_prompt, vocab_size
+        from .generate import vocab_size
+        from .toolrequest import ToolRequestError, prepare_tool_request, start_reply
 
         try:
             opts = req.sampling(default_max_tokens)
@@ -282,15 +312,22 @@ def create_app(
             param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
             raise APIError(400, f"{param} is {opts.max_new_tokens}, above this server's limit of {max_tokens_limit} (sftune serve --max-tokens-limit)",
                            param=param, code="max_tokens_too_large")
-        msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
+        # Messages, tools and tool_choice reach the template as training rendered them (arguments
+        # as objects, keys the request lacks absent); a forced call (required / a named function)
+        # starts the reply with the template's own call layout.
+        messages = [m.model_dump(exclude_unset=True) for m in req.messages]
         try:
-            ids = encode_prompt(tokenizer, msgs)
+            treq = prepare_tool_request(messages, req.tools, req.tool_choice, fmt)
+            prompt, _ = start_reply(tokenizer, treq, **template_kwargs)
+        except ToolRequestError as e:
+            raise APIError(400, str(e), param=e.param) from None
         except Exception as e:  # templates raise on orders they do not support (e.g. two user turns in a row)
             raise APIError(400, f"the model's chat template rejected these messages: {e}", param="messages") from None
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]  # the template wrote the special tokens
         if len(ids) > max_prompt_tokens:
             raise APIError(400, f"the prompt is {len(ids)} tokens, above this server's limit of {max_prompt_tokens} (sftune serve --max-prompt-tokens)",
                            param="messages", code="context_length_exceeded")
-        return _Job(prompt_ids=ids, options=opts)
+        return _Job(prompt_ids=ids, options=opts, new_parser=lambda: start_reply(tokenizer, treq, **template_kwargs)[1])
 
     def _usage(outs: list[dict]) -> dict:
         # The prompt is read once per request; every choice's tokens count as completion.
@@ -307,14 +344,18 @@ def create_app(
 
         try:
             done = []
+            parsers = [job.new_parser() for _ in range(job.options.num_return_sequences)]
             for i in range(job.options.num_return_sequences):
                 yield chunk({"role": "assistant", "content": ""}, index=i)
             for kind, i, value in _iter_job(job):
-                if kind == "text":
-                    yield chunk({"content": value}, index=i)
+                if kind == "text":  # content, reasoning_content and complete tool calls as they are read
+                    for delta in parsers[i].feed(value):
+                        yield chunk(delta, index=i)
                 else:
                     done.append(value)
-                    yield chunk({}, finish=value["finish_reason"], index=i)
+                    for delta in parsers[i].finish():
+                        yield chunk(delta, index=i)
+                    yield chunk({}, finish=parsers[i].result().finish_reason(value["finish_reason"]), index=i)
             if include_usage:
                 yield chunk({}, usage=_usage(done), choices=False)
             yield "data: [DONE]\n\n"
@@ -328,8 +369,14 @@ def create_app(
 
 def serve(model_name: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           served_name: str | None = None, max_prompt_tokens: int | None = None,
-          max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT, precision: str | None = None, dtype=None, cache_dir=None) -> None:
-    """Load ``model_name`` and serve it until interrupted (what ``sftune serve`` runs)."""
+          max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT, precision: str | None = None, dtype=None, cache_dir=None,
+          tool_format=None, template_kwargs: dict | None = None) -> None:
+    """Load ``model_name`` and serve it until interrupted (what ``sftune serve`` runs).
+
+    ``tool_format`` and ``template_kwargs`` default to what training saved beside the model
+    (:mod:`sftune.model.chat_settings`); given ones win.
+    """
+    from ..model.chat_settings import read_chat_settings
     from pathlib import Path
 
     import uvicorn
@@ -338,8 +385,11 @@ def serve(model_name: str, *, host: str = "127.0.0.1", port: int = 8000, api_key
 
     model, tokenizer = load_for_inference(model_name, precision=dtype or precision or "auto", cache_dir=cache_dir)
     name = served_name or (Path(model_name).name if model_name != "default" else "SmolLM2-135M-Instruct")
+    saved = read_chat_settings(model_name)
     app = create_app(model, tokenizer, model_name=name, api_key=api_key,
-                     max_prompt_tokens=max_prompt_tokens, max_tokens_limit=max_tokens_limit)
+                     max_prompt_tokens=max_prompt_tokens, max_tokens_limit=max_tokens_limit,
+                     tool_format=tool_format if tool_format is not None else saved["tool_format"],
+                     template_kwargs={**saved["template_kwargs"], **(template_kwargs or {})})
     if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         log.warning("serving on %s without --api-key: anyone who can reach this port can use the model", host)
     print(f"serving {name} at http://{host}:{port}/v1  (OpenAI base_url; model id '{name}'"

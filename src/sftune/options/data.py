@@ -91,6 +91,8 @@ class DataOptions(OptionGroup):
     """Variables passed to the chat template in training and inference alike, e.g. enable_thinking=false (saved with the model)."""
     reasoning: Literal["keep", "mask", "inline", "drop"] = "keep"
     """Assistant reasoning (reasoning_content): keep (train it), mask (show it, train the rest of the turn), inline (write it into the content as <think>...</think>), drop (remove it)."""
+    tool_format: str | dict[str, Any] | None = None
+    """How the chat template writes tool calls and reasoning, to read them back out of generated text: none (default: detected from the template), hermes, qwen3, llama3, mistral, think, or a declared format {call_start, call_end, reasoning_start, ...}. Saved with the model for chat and serve."""
     packing: bool = False
     """Pack several samples into each row of max_length tokens (no attention across samples); the batch size then counts rows."""
     packed_micro_batch: int | None = None

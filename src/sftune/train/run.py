@@ -316,6 +316,8 @@ def saved_dtype(cfg: SFTConfig):
 
 
 def save_outputs(trainer, tokenizer, cfg, out: Path, precision, why, metrics, data_info, questions, before, after):
+    from ..model.chat_settings import save_chat_settings
+
     if cfg.method in ("full", "selective"):
         dtype = saved_dtype(cfg)
         if dtype is not None and dtype != next(trainer.model.parameters()).dtype:
@@ -333,6 +335,7 @@ def save_outputs(trainer, tokenizer, cfg, out: Path, precision, why, metrics, da
         gen.pad_token_id = tokenizer.pad_token_id
         gen.save_pretrained(str(out))
     save_config(cfg, out / "sftune_config.yaml")
+    save_chat_settings(out, template_kwargs=cfg.template_kwargs, tool_format=cfg.tool_format)
     meta = {
         "precision": precision, "precision_reason": why, "world_size": trainer.args.world_size,
         "micro_batch": trainer.args.per_device_train_batch_size,
