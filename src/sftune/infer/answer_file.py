@@ -145,6 +145,8 @@ def generate_file(
             row = {"index": i, "source": str(conv.source) if conv.source else None, **_prompt_record(conv),
                    "answer": best["text"], "prompt_tokens": best["prompt_tokens"],
                    "completion_tokens": best["completion_tokens"], "finish_reason": best["finish_reason"]}
+            if "message" in best:  # the reply read in the model's tool format: calls and reasoning apart
+                row.update({key: best["message"][key] for key in ("tool_calls", "reasoning_content") if key in best["message"]})
             if k > 1:
                 row["answers"] = [{key: c[key] for key in ("text", "completion_tokens", "finish_reason")} for c in cands]
             out.write(row)

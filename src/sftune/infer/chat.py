@@ -14,9 +14,12 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from .toolview import ReplyPrinter
+
 HELP = """commands:
   /clear         forget the conversation so far (the system prompt stays)
   /system TEXT   set the system prompt (/system alone removes it)
+  /tool TEXT     answer the model's last tool call with TEXT (a tool result) and let it go on
   /help          this text
   /quit          leave (Ctrl-D works too)
 Ctrl-C while the model is answering stops that answer (it is not kept in the history)."""
@@ -25,8 +28,10 @@ Ctrl-C while the model is answering stops that answer (it is not kept in the his
 class ChatSession:
     """The conversation state: an optional system prompt plus alternating user/assistant turns."""
 
-    def __init__(self, model, tokenizer, *, system: str | None = None, sampling=None, **options):
+    def __init__(self, model, tokenizer, *, system: str | None = None, sampling=None, tools: list | None = None,
+                 tool_format=None, template_kwargs: dict | None = None, **options):
         from ..options import SamplingOptions
+        from .toolformat import resolve_format
 
         self.model = model
         self.tokenizer = tokenizer
@@ -36,6 +41,10 @@ class ChatSession:
         if sampling is not None and options:
             self.sampling = sampling.model_copy(update=options)
         self.history: list[dict] = []
+        # Tools, template variables and the call format: rendered and read as in training and serve.
+        self.tools = tools
+        self.template_kwargs = dict(template_kwargs or {})
+        self.format = resolve_format(tool_format, getattr(tokenizer, "chat_template", None))
 
     def messages(self, user: str | None = None) -> list[dict]:
         """System prompt + history (+ a new user message): what the template renders."""
@@ -48,20 +57,45 @@ class ChatSession:
     def clear(self) -> None:
         self.history = []
 
-    def reply(self, user: str, on_text=None) -> dict:
-        """Answer ``user`` given the history; stream deltas to ``on_text``; record both turns.
+    def reply(self, user: str | None, on_text=None, on_delta=None, *, tool_result: str | None = None) -> dict:
+        """Answer ``user`` (or, with ``tool_result``, go on after the last tool call) given the history.
 
-        If generation is interrupted (KeyboardInterrupt) the turn is not recorded and the
+        Raw text deltas go to ``on_text``; with a tool/reasoning format, parsed deltas
+        (``content``, ``reasoning_content``, ``tool_calls``) go to ``on_delta``. The recorded
+        assistant turn keeps its calls and reasoning, so they are context for the next turn, as
+        in training. If generation is interrupted (KeyboardInterrupt) nothing is recorded and the
         exception propagates, so a half answer never becomes context for the next turn.
         """
-        from .generate import encode_prompt, stream_generate
+        from .generate import stream_generate
+        from .toolrequest import prepare_tool_request, start_reply
 
-        msgs = self.messages(user)
-        ids = encode_prompt(self.tokenizer, msgs)
+        new: list[dict] = []
+        if tool_result is not None:
+            calls = (self.history[-1].get("tool_calls") or []) if self.history else []
+            if not calls:
+                raise ValueError("no tool call to answer: /tool answers the model's last tool call")
+            new.append({"role": "tool", "content": tool_result, "tool_call_id": calls[-1]["id"], "name": calls[-1]["function"]["name"]})
+        elif user is not None:
+            new.append({"role": "user", "content": user})
+        req = prepare_tool_request([*self.messages(), *new], self.tools, None, self.format)
+        prompt, parser = start_reply(self.tokenizer, req, **self.template_kwargs)
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]  # the template wrote the special tokens
+
+        def text(t: str) -> None:
+            if on_text:
+                on_text(t)
+            for d in parser.feed(t):
+                if on_delta:
+                    on_delta(d)
+
         s = self.sampling
-        out = stream_generate(self.model, self.tokenizer, ids, on_text=on_text, stop=s.stop or (), seed=s.seed, **s.generation_args())
-        self.history += [{"role": "user", "content": user}, {"role": "assistant", "content": out["text"]}]
-        return out
+        out = stream_generate(self.model, self.tokenizer, ids, on_text=text, stop=s.stop or (), seed=s.seed, **s.generation_args())
+        for d in parser.finish():
+            if on_delta:
+                on_delta(d)
+        message = parser.result().message() if self.format is not None else {"role": "assistant", "content": out["text"]}
+        self.history += [*new, message]
+        return {**out, "message": message}
 
 
 def _read_line(stdin: TextIO, stdout: TextIO, prompt: str) -> str | None:
@@ -118,7 +152,7 @@ def run_chat(
         text = line.strip()
         if not text:
             continue
-        if text.startswith("/"):
+        if text.startswith("/") and not text.startswith("/tool"):
             cmd, _, arg = text.partition(" ")
             if cmd in ("/quit", "/exit"):
                 break
@@ -133,10 +167,21 @@ def run_chat(
             else:
                 write(f"unknown command {cmd}; /help lists the commands\n")
             continue
+        tool_result = None
+        if text.startswith("/tool"):
+            tool_result = text[len("/tool"):].strip()
+        printer = ReplyPrinter(stdout) if session.format is not None else None
         try:
-            out = session.reply(text, on_text=write)
+            if printer is not None:  # reasoning apart from the answer, calls shown as calls
+                out = session.reply(None if tool_result is not None else text, on_delta=printer, tool_result=tool_result)
+                printer.close()
+            else:
+                out = session.reply(None if tool_result is not None else text, on_text=write, tool_result=tool_result)
         except KeyboardInterrupt:
             write("\n[answer interrupted; not kept]\n")
+            continue
+        except ValueError as e:
+            write(f"[{e}]\n")
             continue
         note = " [stopped: max new tokens reached]" if out["finish_reason"] == "length" else ""
         write(note + "\n")

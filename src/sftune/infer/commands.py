@@ -45,6 +45,21 @@ def _sampling(args, names: list[str], defaults: dict):
     return options_from_args(args, SamplingOptions, names, defaults=defaults)
 
 
+def _add_tool_args(p: argparse.ArgumentParser, names: list[str] | None = None) -> None:
+    from ..commands.flags import add_option_args
+    from ..options import ToolUseOptions
+
+    add_option_args(p.add_argument_group("tools and template"), ToolUseOptions, names)
+
+
+def _tool_use(args) -> dict:
+    """tools, template_kwargs and tool_format for this model: what training saved, then the flags."""
+    from ..commands.flags import options_from_args
+    from ..options import ToolUseOptions
+
+    return options_from_args(args, ToolUseOptions).settings_for(args.model)
+
+
 def _load(args):
     from ..model.loading import load_for_inference
 
@@ -62,8 +77,9 @@ def cmd_chat(args) -> int:
     from .chat import run_chat
 
     opts = _sampling(args, CHAT_FLAGS, CHAT_DEFAULTS)
+    tool_use = _tool_use(args)
     model, tokenizer = _load(args)
-    run_chat(model, tokenizer, sys.stdin, sys.stdout, system=args.system, sampling=opts)
+    run_chat(model, tokenizer, sys.stdin, sys.stdout, system=args.system, sampling=opts, **tool_use)
     return 0
 
 
@@ -77,10 +93,12 @@ def cmd_generate(args) -> int:
     # Read the prompts before loading the model: bad input is reported in a second, not after the load.
     fmt = args.format or "auto"
     prompts = read_prompts(args.input, format=fmt, system_prompt=args.system_prompt, skip_bad_rows=args.skip_bad_rows)
+    tool_use = _tool_use(args)
     model, tokenizer = _load(args)
     res = generate_file(
         model, tokenizer, args.input, args.output, prompts=prompts, batch_size=args.batch_size, seed=opts.seed,
-        progress=not args.no_progress, **opts.generation_args(),
+        progress=not args.no_progress, tools=tool_use["tools"], template_kwargs=tool_use["template_kwargs"],
+        tool_format=tool_use["tool_format"] or "auto", **opts.generation_args(),
     )
     resumed = f" (resumed: {res['skipped_existing']} rows were already there)" if res["skipped_existing"] else ""
     dropped = f"; {res['dropped']} bad input rows skipped: {res['dropped_by_reason']}" if res["dropped"] else ""
@@ -102,9 +120,10 @@ def cmd_serve(args) -> int:
     from .server import serve
 
     o = options_from_args(args, ServingOptions)
+    tool_use = _tool_use(args)
     serve(args.model, host=o.host, port=o.port, api_key=o.api_key, served_name=o.served_model_name,
           max_prompt_tokens=o.max_prompt_tokens, max_tokens_limit=o.max_tokens_limit, precision=args.precision,
-          cache_dir=args.cache_dir)
+          cache_dir=args.cache_dir, tool_format=tool_use["tool_format"], template_kwargs=tool_use["template_kwargs"])
     return 0
 
 
@@ -125,6 +144,7 @@ def register(sub) -> None:
     from ..options.sampling import CHAT_DEFAULTS
 
     _add_sampling_args(p, CHAT_FLAGS, CHAT_DEFAULTS)
+    _add_tool_args(p)
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser(
@@ -148,6 +168,7 @@ def register(sub) -> None:
                    help="skip unreadable input rows and report them (default: stop at the first with its file:line)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_sampling_args(p, GENERATE_FLAGS, {})
+    _add_tool_args(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(
@@ -177,4 +198,5 @@ def register(sub) -> None:
     from ..options import ServingOptions
 
     add_option_args(p, ServingOptions)
+    _add_tool_args(p, ["template_kwargs", "tool_format"])  # tools come with each request
     p.set_defaults(func=cmd_serve)

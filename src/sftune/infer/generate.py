@@ -24,28 +24,35 @@ def _eos_ids(model, tokenizer) -> list[int]:
     return sorted(ids)
 
 
-def render_prompt(tokenizer, conv) -> str:
-    """The prompt text for a message list or a :class:`~sftune.data.conversation.Conversation`."""
+def render_prompt(tokenizer, conv, *, tools: list | None = None, template_kwargs: dict | None = None) -> str:
+    """The prompt text for a message list or a :class:`~sftune.data.conversation.Conversation`.
+
+    A conversation's messages reach the template as in training (``Message.to_template``: tool
+    calls, tool results and reasoning included), with its own ``tools`` (else ``tools``) and the
+    training ``template_kwargs``.
+    """
     from ..data.conversation import Conversation
 
     if isinstance(conv, Conversation):
         if conv.kind != "chat":
             return conv.messages[0].content  # raw prompt of prompt/completion or text data
-        msgs = [{"role": m.role, "content": m.content} for m in conv.prompt_messages]
+        msgs = [m.to_template() for m in conv.prompt_messages]
+        tools = conv.tools or tools
     else:
         msgs = list(conv)
         if msgs and msgs[-1].get("role") == "assistant":
             msgs = msgs[:-1]
-    return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(msgs, tools=tools or None, tokenize=False, add_generation_prompt=True,
+                                         **(template_kwargs or {}))
 
 
-def encode_prompt(tokenizer, conv) -> list[int]:
+def encode_prompt(tokenizer, conv, **render) -> list[int]:
     """Token ids of :func:`render_prompt`'s text.
 
     Templates such as SmolLM2's already start with their own special tokens, so the tokenizer
     must not add a second BOS.
     """
-    return tokenizer(render_prompt(tokenizer, conv), add_special_tokens=False)["input_ids"]
+    return tokenizer(render_prompt(tokenizer, conv, **render), add_special_tokens=False)["input_ids"]
 
 
 def generation_kwargs(
@@ -238,6 +245,9 @@ def generate_texts(
     batch_size: int = 8,
     seed: int | None = None,
     progress: bool = False,
+    tools: list | None = None,
+    template_kwargs: dict | None = None,
+    tool_format=None,
     **penalties,
 ) -> list[list[dict]]:
     """Answer each conversation; returns, per input, ``num_return_sequences`` dicts
@@ -246,11 +256,14 @@ def generate_texts(
     Prompts are sorted by length before batching (less padding) and padded on the left, so
     every row's answer starts right after its own prompt. ``penalties`` are
     :func:`generation_kwargs`' ``frequency_penalty``, ``presence_penalty`` and ``logit_bias``.
+    ``tools`` and ``template_kwargs`` go to the chat template; with a ``tool_format`` (a name, a
+    declared format, ``"auto"`` to detect it from the template) each answer also gets
+    ``message``: the reply read into ``content``, ``reasoning_content`` and ``tool_calls``.
     """
     import torch
     from tqdm.auto import tqdm
 
-    encoded = [encode_prompt(tokenizer, c) for c in conversations]
+    encoded = [encode_prompt(tokenizer, c, tools=tools, template_kwargs=template_kwargs) for c in conversations]
     if not encoded:
         return []
     if seed is not None:
@@ -297,7 +310,21 @@ def generate_texts(
                 bar.update(len(idx))
     finally:
         model.train(was_training)
+    if tool_format is not None:
+        _read_replies(tokenizer, encoded, results, tool_format)
     return results  # type: ignore[return-value]
+
+
+def _read_replies(tokenizer, encoded: list[list[int]], results: list[list[dict]], tool_format) -> None:
+    """Add ``message`` (content, reasoning_content, tool_calls) to every answer, read in ``tool_format``."""
+    from .toolcalls import parse_output, prompt_opens_reasoning
+    from .toolformat import resolve_format
+
+    fmt = resolve_format(None if tool_format == "auto" else tool_format, getattr(tokenizer, "chat_template", None))
+    for ids, answers in zip(encoded, results):
+        opened = prompt_opens_reasoning(tokenizer.decode(ids), fmt)
+        for a in answers:
+            a["message"] = parse_output(a["text"], fmt, in_reasoning=opened).message()
 
 
 # ``sftune generate``'s file driver lives in answer_file.py; these names stay importable from here.

@@ -15,6 +15,7 @@ SFTConfig           train: Model + Data + Method + Training, flat
 SamplingOptions     chat, generate, serve, distill, best-of-K
 EvaluationOptions   eval
 ServingOptions      serve
+ToolUseOptions      chat, generate, serve (tools, template variables, call format)
 DedupOptions,       curate dedup, curate decontaminate
 DecontaminateOptions
 ==================  ==========================================================
@@ -36,6 +37,7 @@ from .method import Method, MethodOptions
 from .model import ModelOptions, Precision
 from .sampling import SamplingOptions
 from .serving import ServingOptions
+from .tool_use import ToolUseOptions
 from .training import SFTConfig, TrainingOptions
 from .yaml_file import load_config, save_config
 
@@ -43,11 +45,11 @@ from .yaml_file import load_config, save_config
 GROUPS = {
     g.group_name: g
     for g in (ModelOptions, DataOptions, MethodOptions, TrainingOptions, SamplingOptions, EvaluationOptions,
-              ServingOptions, DedupOptions, DecontaminateOptions)
+              ServingOptions, ToolUseOptions, DedupOptions, DecontaminateOptions)
 }
 
 __all__ = [
     "GROUPS", "ConfigError", "DataOptions", "DataSource", "DecontaminateOptions", "DedupOptions", "EvaluationOptions",
     "Format", "MaskPolicy", "Method", "MethodOptions", "ModelOptions", "OptionGroup", "Precision", "SFTConfig",
-    "SamplingOptions", "ServingOptions", "TrainingOptions", "describe_schema", "field_help", "load_config", "save_config",
+    "SamplingOptions", "ServingOptions", "ToolUseOptions", "TrainingOptions", "describe_schema", "field_help", "load_config", "save_config",
 ]
