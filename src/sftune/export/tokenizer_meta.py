@@ -57,13 +57,13 @@ def pre_tokenizer_name(tj: dict) -> str:
     ...     {"type": "Digits", "individual_digits": True}, bl]}, "model": {"merges": []}})
     'smollm'
     >>> pre_tokenizer_name({"pre_tokenizer": bl, "model": {"merges": ["Ġ 1", "1 2"]}})
-    'gpt2'
+    'gpt-2'
     """
     pieces = _pieces(tj.get("pre_tokenizer"))
     kinds = [p.get("type") for p in pieces]
     if kinds == ["ByteLevel"] and pieces[0].get("use_regex", True):
         digit_merges = any(any(c in "0123456789" for c in m) for m in _merge_strings(tj["model"].get("merges", [])))
-        return "gpt2" if digit_merges else "smollm"
+        return "gpt-2" if digit_merges else "smollm"
     if kinds == ["Digits", "ByteLevel"] and pieces[0].get("individual_digits") and pieces[1].get("use_regex", True):
         return "smollm"
     if kinds == ["Split", "ByteLevel"] and not pieces[1].get("use_regex", True):
