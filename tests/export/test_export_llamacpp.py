@@ -137,7 +137,9 @@ def test_lora_adapter_runs_in_llamacpp(model_dirs, tmp_path):
     llm = llama_cpp.Llama(str(base_gguf), lora_path=str(lora_gguf), n_ctx=64, logits_all=True, verbose=False)
     llm.eval(ids)
     got = np.asarray(llm.scores[: len(ids)])
-    np.testing.assert_allclose(got, want, atol=2e-2, rtol=1e-3)
+    # llama.cpp keeps its KV cache in f16: logits of size ~5 agree to ~0.03, top-1 exactly
+    np.testing.assert_allclose(got, want, atol=5e-2, rtol=1e-3)
+    assert (got.argmax(-1) == want.argmax(-1)).all()
     plain = llama_cpp.Llama(str(base_gguf), n_ctx=64, logits_all=True, verbose=False)
     plain.eval(ids)
     assert np.abs(np.asarray(plain.scores[: len(ids)]) - want).max() > 0.5  # the adapter does change the output
