@@ -40,6 +40,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "Qwen3ForCausalLM": ArchSpec("Qwen3ForCausalLM", gguf.MODEL_ARCH.QWEN3, permute_qk=False),
 }
 
+_BY_MODEL_TYPE = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+
 #: rope_type values llama.cpp reproduces from metadata alone (no extra frequency tensor).
 _ROPE_TYPES = {None, "default", "linear", "yarn"}
 
@@ -51,7 +53,9 @@ def spec_for(config) -> ArchSpec:
     >>> spec_for(LlamaConfig()).gguf_name
     'llama'
     """
-    names = list(getattr(config, "architectures", None) or [])
+    # a config made in code (not loaded from a checkpoint) names no architecture: use its model_type
+    names = list(getattr(config, "architectures", None) or [_BY_MODEL_TYPE.get(getattr(config, "model_type", None), "")])
+    names = [n for n in names if n]
     for name in names:
         if name in ARCHITECTURES:
             spec = ARCHITECTURES[name]
