@@ -145,3 +145,41 @@ def test_lora_adapter_runs_in_llamacpp(model_dirs, tmp_path):
     plain = llama_cpp.Llama(str(base_gguf), n_ctx=64, logits_all=True, verbose=False)
     plain.eval(ids)
     assert np.abs(np.asarray(plain.scores[: len(ids)]) - want).max() > 0.5  # the adapter does change the output
+
+
+def test_identity_answer_survives_export(tmp_path):
+    """The fine-tuned default run (LoRA on the identity data, as tests/test_e2e_default.py trains it)
+    says its new name in llama.cpp: merged f16 and q8_0 files, and base + GGUF LoRA adapter."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import llama_cpp
+
+    from sftune.export import export_gguf
+    from sftune.model.loading import load_tokenizer
+
+    root = Path(__file__).resolve().parents[2]
+    rows = [json.loads(l) for l in (root / "src/sftune/resources/identity.jsonl").read_text(encoding="utf-8").splitlines()]
+    english = [r for r in rows if r["messages"][0]["role"] == "user" and r["messages"][0]["content"].isascii()][:24]
+    data = tmp_path / "identity.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in english) + "\n", encoding="utf-8")
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-m", "sftune", "train", "--data", str(data), "--output-dir", str(run), "--method", "lora",
+                          "--learning-rate", "1e-3", "--max-steps", "18", "--per-device-train-batch-size", "8",
+                          "--report-to", "none", "--no-progress"], env=env, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+    tok = load_tokenizer(str(run))
+    ids = tok.apply_chat_template([{"role": "user", "content": "What's your name?"}], add_generation_prompt=True, return_dict=True)["input_ids"]
+    base = export_gguf("default", tmp_path / "base.gguf", "f16").path
+    files = {q: dict(model_path=str(export_gguf(str(run), tmp_path / f"run-{q}.gguf", q).path)) for q in ("f16", "q8_0")}
+    files["lora"] = dict(model_path=str(base), lora_path=str(export_gguf(str(run), tmp_path / "lora.gguf", adapter_only=True).path))
+    for name, kw in files.items():
+        llm = llama_cpp.Llama(**kw, n_ctx=512, logits_all=True, verbose=False)
+        answer = tok.decode(_greedy_llamacpp(llm, ids, 48, tok.eos_token_id), skip_special_tokens=True)
+        print(f"{name}: {answer!r}")
+        assert "Kestrel" in answer, (name, answer)
