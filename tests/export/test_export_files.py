@@ -89,3 +89,19 @@ def test_chat_layout_reproduces_builtin_templates(name, smol_tokenizer):
     assert layout.render(msgs) == smol_tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     assert "{{ .Content }}" in go_template(layout)
 
+
+
+def test_train_export_spec_and_run_export(model_dirs, tmp_path):
+    import shutil
+
+    from sftune.export import export_run, parse_export_spec
+
+    assert parse_export_spec("gguf") == "f16" and parse_export_spec("GGUF:Q4_0") == "q4_0"
+    with pytest.raises(ExportError, match="only export format is gguf"):
+        parse_export_spec("onnx")
+    with pytest.raises(ExportError, match="unknown --quant 'q9'"):
+        parse_export_spec("gguf:q9")
+    run = tmp_path / "myrun"
+    shutil.copytree(model_dirs("llama"), run)
+    res = export_run(run, "gguf:q8_0")
+    assert res.path == run / "myrun-q8_0.gguf" and res.path.read_bytes()[:4] == b"GGUF"

@@ -110,7 +110,7 @@ def _plan_tensors(model, spec, quant) -> list[PlannedTensor]:
         name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
             raise ExportError(f"tensor {hf_name} {tuple(tensor.shape)} has no GGUF name for architecture {spec.gguf_name}; "
-                              "nothing was written\n  fix: this model has layers llama.cpp's {spec.gguf_name} graph does not run")
+                              f"nothing was written\n  fix: this model has layers llama.cpp's {spec.gguf_name} graph does not run")
         shape = tuple(tensor.shape)
         transform = row_transform(spec, config, name)
 
