@@ -110,7 +110,7 @@ def to_widget_value(spec: FieldSpec, value):
         return "\n".join(i if isinstance(i, str) else _item_text(i) for i in items)
     if spec.kind == "mapping":
         return yaml.safe_dump(value, sort_keys=False).strip() if value else ""
-    if spec.kind == "text":
+    if spec.kind == "text" or (spec.kind in ("int", "float") and spec.optional):
         return "" if value is None else str(value)
     return value
 
@@ -137,6 +137,14 @@ def from_widget_value(spec: FieldSpec, value):
         return loaded
     if spec.kind == "text":
         return value if value not in ("", None) else (None if spec.optional else "")
+    if spec.kind in ("int", "float") and isinstance(value, str):  # optional numbers are text boxes
+        if not value.strip():
+            return None
+        try:
+            return (int if spec.kind == "int" else float)(value.strip())
+        except ValueError:
+            raise ValueError(f"{spec.name}: expected {'an integer' if spec.kind == 'int' else 'a number'} "
+                             f"or nothing (= default), got {value!r}") from None
     if spec.kind == "int" and value is not None:
         return int(value)
     if spec.kind == "float" and value is not None:
@@ -204,6 +212,9 @@ def make_widget(spec: FieldSpec):
         return gr.Dropdown(choices=spec.choices, value=value, **kw)
     if spec.kind == "bool":
         return gr.Checkbox(value=bool(value), **kw)
+    if spec.kind in ("int", "float") and spec.optional:
+        # gr.Number cannot be empty (it shows and returns 0), and 0 is not "unset" for these fields.
+        return gr.Textbox(value=value, lines=1, placeholder="empty = not set", **kw)
     if spec.kind in ("int", "float"):
         return gr.Number(value=value, precision=0 if spec.kind == "int" else None, **kw)
     if spec.kind in ("lines", "items", "mapping"):

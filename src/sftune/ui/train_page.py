@@ -48,10 +48,23 @@ def build(guard: PathGuard, runs_root: Path):
     widgets = {}
     with gr.Row():
         with gr.Column(scale=3):
-            for title, group in grouped(specs):
-                with gr.Accordion(title, open=title in ("Model", "Data", "Training")):
-                    for spec in group:
-                        widgets[spec.name] = make_widget(spec)
+            with gr.Tabs(elem_id="train-form"):
+                for title, group in grouped(specs):
+                    with gr.Tab(title):
+                        half = (len(group) + 1) // 2
+                        with gr.Row():
+                            for part in (group[:half], group[half:]):
+                                with gr.Column():
+                                    for spec in part:
+                                        widgets[spec.name] = make_widget(spec)
+            with gr.Accordion("Equivalent YAML and command", open=True):
+                error = gr.Markdown(elem_id="form-error")
+                with gr.Row():
+                    yaml_code = gr.Code(language="yaml", label="config.yaml", elem_id="form-yaml", max_lines=12)
+                    cmd_code = gr.Code(language="shell", label="command", elem_id="form-cmd", max_lines=12, wrap_lines=True)
+                with gr.Row():
+                    yaml_dl = gr.DownloadButton("Download config.yaml", size="sm")
+                    sh_dl = gr.DownloadButton("Download train.sh", size="sm")
         with gr.Column(scale=2):
             run_name = gr.Textbox(label="run folder", placeholder=f"default: {runs_root.name}/ui-<time>", elem_id="run-dir",
                                   info="where the run is written (relative to the workdir)")
@@ -69,14 +82,6 @@ def build(guard: PathGuard, runs_root: Path):
             log = gr.Textbox(label="log tail", lines=10, max_lines=10, autoscroll=True, elem_id="run-log")
     ordered = [widgets[s.name] for s in specs if s.name in widgets]
     specs = [s for s in specs if s.name in widgets]
-    with gr.Accordion("Equivalent YAML and command", open=True):
-        error = gr.Markdown(elem_id="form-error")
-        with gr.Row():
-            yaml_code = gr.Code(language="yaml", label="config.yaml", elem_id="form-yaml")
-            cmd_code = gr.Code(language="shell", label="command", elem_id="form-cmd")
-        with gr.Row():
-            yaml_dl = gr.DownloadButton("Download config.yaml")
-            sh_dl = gr.DownloadButton("Download train.sh")
 
     def render(*values):
         return form_outputs(specs, list(values), downloads)
