@@ -1,7 +1,7 @@
 """Background jobs (training, eval, merge, export) as separate processes that the page only watches.
 
 A job lives in a folder: ``NAME.log`` (its stdout and stderr), ``NAME.pid`` (JSON: pid, command,
-start time) and, once it has ended, ``NAME.exit`` (its return code). Everything the page shows is
+start time) and, once it has ended, ``NAME.exit`` (JSON: pid and return code). Everything the page shows is
 read back from these files, so a reloaded page, or a restarted app, finds its jobs again.
 """
 
@@ -66,9 +66,22 @@ def start(cmd: list[str], folder: str | os.PathLike, name: str, *, cwd: str | os
 
 def _wait(proc: subprocess.Popen, folder: Path, name: str) -> None:
     rc = proc.wait()
-    exit_file = folder / f"{name}.exit"
-    if not exit_file.exists():  # stop() has already written STOPPED
-        exit_file.write_text(str(rc), encoding="utf-8")
+    if _exit_code(folder, name, proc.pid) is None:  # stop() may have written STOPPED already
+        _write_exit(folder, name, proc.pid, rc)
+
+
+def _write_exit(folder: Path, name: str, pid: int, rc: int) -> None:
+    # The pid goes with the code: a late write from an earlier job must not end a newer one.
+    (folder / f"{name}.exit").write_text(json.dumps({"pid": pid, "returncode": rc}), encoding="utf-8")
+
+
+def _exit_code(folder: Path, name: str, pid: int) -> int | None:
+    path = folder / f"{name}.exit"
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return int(rec["returncode"]) if rec.get("pid") == pid else None
 
 
 def _alive(pid: int, started: float | None) -> bool:
@@ -92,10 +105,9 @@ def status(folder: str | os.PathLike, name: str) -> JobState:
     if not pid_file.is_file():
         return JobState("none")
     rec = json.loads(pid_file.read_text(encoding="utf-8"))
-    exit_file = folder / f"{name}.exit"
     base = dict(pid=rec["pid"], started=rec.get("started"), command=rec.get("command"))
-    if exit_file.is_file():
-        rc = int(exit_file.read_text().strip() or 1)
+    rc = _exit_code(folder, name, rec["pid"])
+    if rc is not None:
         state = "finished" if rc == 0 else "stopped" if rc == STOPPED else "failed"
         return JobState(state, rc, **base)
     if _alive(rec["pid"], rec.get("started")):
@@ -110,7 +122,7 @@ def stop(folder: str | os.PathLike, name: str, grace: float = 10.0) -> bool:
     st = status(folder, name)
     if st.state != "running":
         return False
-    (folder / f"{name}.exit").write_text(str(STOPPED), encoding="utf-8")
+    _write_exit(folder, name, st.pid, STOPPED)
     try:
         os.killpg(st.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -138,7 +150,9 @@ def log_tail(folder: str | os.PathLike, name: str, lines: int = 40, max_bytes: i
     for line in text.split("\n"):
         states = [seg for seg in line.split("\r") if seg.strip()]
         out.append(states[-1] if states else "")
-    return "\n".join(out[-lines:]).strip("\n")
+    while out and not out[-1]:
+        out.pop()  # the log's final newline is not a line of its own
+    return "\n".join(out[-lines:])
 
 
 def memory_mb(pid: int | None) -> float | None:
