@@ -17,7 +17,7 @@ def _fill(page, selector: str, value: str) -> None:
     el.press("Tab")  # gradio commits a textbox/number on blur
 
 
-def walk(url: str, model_dir: str, shots: Path, timeout_s: float = 300) -> dict:
+def walk(url: str, model_dir: str, shots: Path, timeout_s: float = 300, max_steps: int = 2) -> dict:
     """Data -> mask preview -> Train 2 steps -> loss plot + finished -> Chat streamed answer."""
     from playwright.sync_api import expect, sync_playwright
 
@@ -51,9 +51,9 @@ def walk(url: str, model_dir: str, shots: Path, timeout_s: float = 300) -> dict:
             _fill(page, f"#opt-{name} input", value)
         _fill(page, "#opt-report_to textarea", "none")
         form.get_by_role("tab", name="Training").click()
-        for name, value in {"max_steps": "2", "per_device_train_batch_size": "4"}.items():
+        for name, value in {"max_steps": str(max_steps), "per_device_train_batch_size": "4"}.items():
             _fill(page, f"#opt-{name} input", value)
-        expect(page.locator("#form-cmd")).to_contain_text("--max-steps 2")
+        expect(page.locator("#form-cmd")).to_contain_text(f"--max-steps {max_steps}")
         page.locator("#run-start").click()
         expect(page.locator("#run-message")).to_contain_text("started", timeout=30_000)
         expect(page.locator("#run-status")).to_contain_text("running", timeout=60_000)
@@ -65,12 +65,20 @@ def walk(url: str, model_dir: str, shots: Path, timeout_s: float = 300) -> dict:
             time.sleep(2)
         seen["status"] = page.locator("#run-status").inner_text()
         seen["log"] = page.locator("#run-log textarea").input_value()
-        # the loss plot: vega draws the line once metrics.jsonl has rows
-        expect(page.locator("#run-loss canvas, #run-loss svg").first).to_be_visible(timeout=30_000)
+        # the loss plot (an SVG): its legend names the series only once a line is drawn
+        expect(page.locator("#run-loss svg").first).to_be_visible(timeout=30_000)
+        expect(page.locator("#run-loss")).to_contain_text("training", timeout=30_000)
+        seen["plot"] = page.locator("#run-loss").inner_text()
         time.sleep(2.5)  # one more refresh so the screenshot shows the final state
         page.screenshot(path=str(shots / "2-train.png"))
         run_dir = page.locator("#run-message code").inner_text()
         seen["run_dir"] = run_dir
+        # A reloaded page finds the run again from its folder.
+        page.reload()
+        page.get_by_role("tab", name="Train").click()
+        expect(page.locator("#run-pick input")).to_have_value(run_dir)
+        expect(page.locator("#run-status")).to_contain_text("finished")
+        seen["status_after_reload"] = page.locator("#run-status").inner_text()
         # ---- Chat: the run, side by side with its base -------------------------------------------------
         page.get_by_role("tab", name="Chat").click()
         chooser = page.locator("#chat-model input").first
@@ -107,4 +115,4 @@ def walk(url: str, model_dir: str, shots: Path, timeout_s: float = 300) -> dict:
 
 if __name__ == "__main__":
     url, model, shots = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    print(walk(url, model, shots))
+    print(walk(url, model, shots, max_steps=int(sys.argv[4]) if len(sys.argv) > 4 else 2))

@@ -77,3 +77,20 @@ def test_no_workdir_means_no_confinement(tmp_path, monkeypatch):
 def test_resources_are_not_an_output_folder(tmp_path):
     with pytest.raises(AccessError, match="read-only"):
         PathGuard(tmp_path).output_dir(str(RESOURCES / "runs"))
+
+
+def test_run_config_paths_are_confined(tmp_path):
+    from sftune.ui.access import confine_config
+
+    (tmp_path / "t.jinja").write_text("{{ x }}")
+    g = PathGuard(tmp_path)
+    out = confine_config({"model": "default", "data": ["a.jsonl", {"path": "b.jsonl", "share": 0.4}],
+                          "template": "t.jinja", "cache_dir": "cache", "max_steps": 2}, g)
+    root = tmp_path.resolve()
+    assert out == {"model": "default", "data": [str(root / "a.jsonl"), {"path": str(root / "b.jsonl"), "share": 0.4}],
+                   "template": str(root / "t.jinja"), "cache_dir": str(root / "cache"), "max_steps": 2}
+    assert confine_config({"template": "chatml"}, g)["template"] == "chatml"  # a name, not a file
+    for bad in ({"data": ["../x.jsonl"]}, {"eval_data": [{"path": "/etc/x.jsonl"}]}, {"template": "../t.jinja"},
+                {"cache_dir": "/tmp"}, {"model": "../m"}):
+        with pytest.raises(AccessError, match="outside the workdir"):
+            confine_config(bad, g)

@@ -93,3 +93,34 @@ class PathGuard:
         if p.is_relative_to(RESOURCES.resolve()):
             raise AccessError(f"{what} {typed!r}: the bundled resources are read-only; choose a folder of your own")
         return p
+
+
+#: Config fields that name files or folders, and how each is read: checked against the workdir
+#: before a run starts. ``ref``: a model/dataset name or a path; ``template``: a name, a Jinja
+#: string or a .jinja file; ``dir``: always a path.
+PATH_FIELDS = {"model": "ref", "data": "sources", "eval_data": "sources", "template": "template", "cache_dir": "dir"}
+
+
+def confine_config(values: dict, guard: PathGuard) -> dict:
+    """``values`` with every path field made absolute and checked (raises :class:`AccessError`)."""
+    out = dict(values)
+    for name, kind in PATH_FIELDS.items():
+        v = out.get(name)
+        if v in (None, "", []):
+            continue
+        if kind == "ref":
+            out[name] = guard.model_or_path(v, what=name)
+        elif kind == "dir":
+            out[name] = str(guard.path(v, what=name))
+        elif kind == "template":
+            is_file = v.endswith((".jinja", ".j2")) or (guard.base / v).is_file()
+            out[name] = str(guard.path(v, what=name)) if is_file and "{" not in v else v
+        else:
+            out[name] = [_source(s, guard, name) for s in v]
+    return out
+
+
+def _source(src, guard: PathGuard, what: str):
+    if isinstance(src, dict):
+        return {**src, "path": guard.model_or_path(src.get("path", ""), what=what)}
+    return guard.model_or_path(src, what=what)

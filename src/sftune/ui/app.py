@@ -44,7 +44,8 @@ def build_app(workdir: str | os.PathLike | None = None):
             with gr.Tab("Export", id="export"):
                 tools_page.build_export(guard, runs_root)
         _connect_data_to_train(data, train)
-        app.load(lambda: train["refresh"](), outputs=train["runs"])
+        # A reloaded page (or a restarted app) finds its runs again from their folders and shows the newest.
+        app.load(lambda: (train["refresh"](newest=True), chat["refresh_choices"]()), outputs=[train["runs"], chat["model"]])
     return app
 
 

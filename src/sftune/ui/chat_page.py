@@ -73,5 +73,8 @@ def build(guard: PathGuard, runs_root: Path):
     box.submit(respond, inputs, outputs)
     send.click(respond, inputs, outputs)
     clear.click(lambda: ([], [], ""), outputs=[run_chat, base_chat, error])
-    refresh.click(lambda: gr.Dropdown(choices=model_choices(runs_root)), outputs=model)
-    return {"model": model, "refresh": refresh}
+    def refresh_choices():
+        return gr.Dropdown(choices=model_choices(runs_root))
+
+    refresh.click(refresh_choices, outputs=model)
+    return {"model": model, "refresh_choices": refresh_choices}

@@ -38,7 +38,6 @@ def data_sources(guard: PathGuard, typed: str, uploaded) -> list[str]:
 
 def preview(guard: PathGuard, model: str, typed: str, uploaded, options: dict, index: int = 0):
     """(stats, report, preview rows, mask pieces, chosen index) for the page; raises with the fix."""
-    from ..config import SFTConfig
     from ..data.inspect import format_stats, stats, token_pieces
     from ..data.prepare import prepare
     from ..data.readers import read_conversations
@@ -47,7 +46,7 @@ def preview(guard: PathGuard, model: str, typed: str, uploaded, options: dict, i
 
     from .form import validate
 
-    cfg = validate({"model": guard.model_or_path(model), "data": data_sources(guard, typed, uploaded), **options}, SFTConfig)
+    cfg = validate({"model": guard.model_or_path(model), "data": data_sources(guard, typed, uploaded), **options})
     tok = tokenizer_for(cfg.model, cfg.cache_dir)
     prep = prepare(cfg, tok, progress=False)
     rows = []

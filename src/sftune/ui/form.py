@@ -162,15 +162,11 @@ def changed_values(specs: list[FieldSpec], widget_values: list) -> dict:
     return out
 
 
-def validate(values: dict, model_cls: type[BaseModel] = SCHEMA) -> BaseModel:
-    """The config the values describe; raises the schema's own error (naming the field) if invalid."""
-    from ..config import _explain
-    from pydantic import ValidationError
+def validate(values: dict) -> BaseModel:
+    """The config the values describe; raises the schema's own ConfigError (naming the field) if invalid."""
+    from ..config import load_config
 
-    try:
-        return model_cls(**values)
-    except ValidationError as e:
-        raise _explain(e, "the form") from None
+    return load_config(None, values)
 
 
 def to_yaml(values: dict) -> str:

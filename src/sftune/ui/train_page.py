@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 from . import runs
-from .access import PathGuard
-from .form import RUN_FIELDS, changed_values, field_specs, grouped, make_widget, to_command, to_yaml, validate
+from .access import PathGuard, confine_config
+from .form import (
+    RUN_FIELDS, changed_values, field_specs, grouped, make_widget, to_command, to_widget_value, to_yaml, validate,
+)
 
 REFRESH_SECONDS = 2.0
 
@@ -35,9 +37,11 @@ def form_outputs(specs, values, out_dir: Path):
 def run_view(run_dir: str | None):
     """(status line, loss table, log tail) for the selected run."""
     if not run_dir:
-        return "no run selected: fill the form and press **Start**", runs.loss_frame(runs.Progress("none")), ""
+        return "no run selected: fill the form and press **Start**", None, ""
     p = runs.progress(run_dir)
-    return p.summary(), runs.loss_frame(p), p.log
+    # No table at all until there are losses: a plot first given an empty table keeps the wrong
+    # axis types and draws nothing once the rows arrive.
+    return p.summary(), runs.loss_frame(p) if p.losses or p.eval_losses else None, p.log
 
 
 def build(guard: PathGuard, runs_root: Path):
@@ -45,6 +49,8 @@ def build(guard: PathGuard, runs_root: Path):
 
     specs = [s for s in field_specs() if s.name not in RUN_FIELDS]
     downloads = Path(tempfile.mkdtemp(prefix="sftune-ui-"))
+    # What the form's defaults amount to, shown before anything is changed.
+    _, yaml0, cmd0, yaml_file0, sh_file0 = form_outputs(specs, [to_widget_value(s, s.default) for s in specs], downloads)
     widgets = {}
     with gr.Row():
         with gr.Column(scale=3):
@@ -60,11 +66,11 @@ def build(guard: PathGuard, runs_root: Path):
             with gr.Accordion("Equivalent YAML and command", open=True):
                 error = gr.Markdown(elem_id="form-error")
                 with gr.Row():
-                    yaml_code = gr.Code(language="yaml", label="config.yaml", elem_id="form-yaml", max_lines=12)
-                    cmd_code = gr.Code(language="shell", label="command", elem_id="form-cmd", max_lines=12, wrap_lines=True)
+                    yaml_code = gr.Code(yaml0, language="yaml", label="config.yaml", elem_id="form-yaml", max_lines=12)
+                    cmd_code = gr.Code(cmd0, language="shell", label="command", elem_id="form-cmd", max_lines=12, wrap_lines=True)
                 with gr.Row():
-                    yaml_dl = gr.DownloadButton("Download config.yaml", size="sm")
-                    sh_dl = gr.DownloadButton("Download train.sh", size="sm")
+                    yaml_dl = gr.DownloadButton("Download config.yaml", value=yaml_file0, size="sm")
+                    sh_dl = gr.DownloadButton("Download train.sh", value=sh_file0, size="sm")
         with gr.Column(scale=2):
             run_name = gr.Textbox(label="run folder", placeholder=f"default: {runs_root.name}/ui-<time>", elem_id="run-dir",
                                   info="where the run is written (relative to the workdir)")
@@ -77,7 +83,7 @@ def build(guard: PathGuard, runs_root: Path):
                                elem_id="run-pick", info=f"runs found under {runs_root}")
             message = gr.Markdown(elem_id="run-message")
             status = gr.Markdown(elem_id="run-status")
-            plot = gr.LinePlot(runs.loss_frame(runs.Progress("none")), x="step", y="loss", color="series",
+            plot = gr.LinePlot(None, x="step", y="loss", color="series",
                                title="loss", height=260, elem_id="run-loss")
             log = gr.Textbox(label="log tail", lines=10, max_lines=10, autoscroll=True, elem_id="run-log")
     ordered = [widgets[s.name] for s in specs if s.name in widgets]
@@ -88,12 +94,13 @@ def build(guard: PathGuard, runs_root: Path):
 
     gr.on([w.change for w in ordered], render, inputs=ordered, outputs=[error, yaml_code, cmd_code, yaml_dl, sh_dl])
 
-    def run_choices(selected=None):
-        return gr.Dropdown(choices=[str(p) for p in runs.list_runs(runs_root)], value=selected)
+    def run_choices(selected=None, newest=False):
+        found = [str(p) for p in runs.list_runs(runs_root)]
+        return gr.Dropdown(choices=found, value=found[0] if newest and found else selected)
 
     def on_start(name, compare_v, *values):
         try:
-            cfg = changed_values(specs, list(values))
+            cfg = confine_config(changed_values(specs, list(values)), guard)
             validate(cfg)
             folder = guard.output_dir(name or str(runs_root / time.strftime("ui-%Y%m%d-%H%M%S")), what="run folder")
             runs.start_run(cfg, folder, compare=compare_v, cwd=guard.base)
