@@ -50,8 +50,11 @@ def start(cmd: list[str], folder: str | os.PathLike, name: str, *, cwd: str | os
         raise RuntimeError(f"a {name} job is already running in {folder} (pid {state.pid}); stop it first")
     (folder / f"{name}.exit").unlink(missing_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    log = open(folder / f"{name}.log", "ab")
-    log.write(f"$ {' '.join(cmd)}\n".encode())
+    log_path = folder / f"{name}.log"
+    # A job killed mid-line (a progress bar) leaves no newline: start the new command on its own line.
+    cut = log_path.is_file() and log_path.stat().st_size > 0 and log_path.read_bytes()[-1:] != b"\n"
+    log = open(log_path, "ab")
+    log.write(("\n" if cut else "").encode() + f"$ {' '.join(cmd)}\n".encode())
     log.flush()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd, env=env,
                             start_new_session=True)

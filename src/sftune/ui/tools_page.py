@@ -32,6 +32,36 @@ def job_view(run_dir: str | None, job: str, result: str | None = None):
     return line, processes.log_tail(run_dir, job, 30), body
 
 
+def start_eval(guard: PathGuard, run: str, questions: bool = True, forgetting: bool = True, max_new_tokens: int = 128) -> str:
+    """Start ``sftune eval`` on a run (report in RUN/eval); returns what to show."""
+    try:
+        folder = guard.output_dir(run or "", what="run folder")
+        args = ["eval", "--model", str(folder), "--output", str(folder / "eval"), "--max-new-tokens", str(int(max_new_tokens))]
+        args += [] if questions else ["--no-questions"]
+        args += [] if forgetting else ["--no-forgetting"]
+        processes.start(processes.sftune_command(*args), folder, "eval", cwd=guard.base)
+    except Exception as e:  # shown in the page
+        return f"**Could not start the evaluation:** {e}"
+    return "evaluation started"
+
+
+def start_export(guard: PathGuard, run: str, which: str) -> tuple[str, bool]:
+    """Start ``sftune merge`` (-> RUN/merged) or ``sftune export`` (-> RUN/export); (message, started)."""
+    try:
+        folder = guard.output_dir(run or "", what="run folder")
+        if which == "export" and not has_command("export"):
+            return ("**GGUF export is not available in this sftune version** (no `sftune export` command yet); "
+                    "merge the adapter, then convert RUN/merged with llama.cpp's convert_hf_to_gguf.py", False)
+        if which == "merge" and not (folder / "adapter_config.json").is_file():
+            return (f"**Nothing to merge:** {folder} holds no adapter_config.json "
+                    "(a full fine-tune is already a full model)", False)
+        out = folder / ("merged" if which == "merge" else "export")
+        processes.start(processes.sftune_command(which, "--model", str(folder), "--output", str(out)), folder, which, cwd=guard.base)
+    except Exception as e:
+        return f"**Could not start {which}:** {e}", False
+    return f"{which} started", True
+
+
 def _choices(runs_root: Path):
     import gradio as gr
 
@@ -54,18 +84,7 @@ def build_eval(guard: PathGuard, runs_root: Path):
     report = gr.Markdown(label="eval.md")
     log = gr.Textbox(label="log tail", lines=8, max_lines=8)
 
-    def start(run_v, q, f, mx):
-        try:
-            folder = guard.output_dir(run_v or "", what="run folder")
-            args = ["eval", "--model", str(folder), "--output", str(folder / "eval"), "--max-new-tokens", str(int(mx))]
-            args += [] if q else ["--no-questions"]
-            args += [] if f else ["--no-forgetting"]
-            processes.start(processes.sftune_command(*args), folder, "eval", cwd=guard.base)
-        except Exception as e:
-            return f"**Could not start the evaluation:** {e}"
-        return "evaluation started"
-
-    go.click(start, [run, questions, forgetting, max_new], message)
+    go.click(lambda *a: start_eval(guard, *a), [run, questions, forgetting, max_new], message)
     refresh.click(lambda: _choices(runs_root), outputs=run)
     gr.Timer(2.0).tick(lambda r: job_view(r, "eval", "eval/eval.md"), run, [status, log, report], show_progress="hidden")
 
@@ -85,18 +104,8 @@ def build_export(guard: PathGuard, runs_root: Path):
     job = gr.State("merge")
 
     def start(run_v, which):
-        try:
-            folder = guard.output_dir(run_v or "", what="run folder")
-            if which == "export" and not has_command("export"):
-                return "**GGUF export is not available in this sftune version** (no `sftune export` command yet); " \
-                       "merge the adapter, then convert RUN/merged with llama.cpp's convert_hf_to_gguf.py", gr.skip()
-            if which == "merge" and not (folder / "adapter_config.json").is_file():
-                return f"**Nothing to merge:** {folder} holds no adapter_config.json (a full fine-tune is already a full model)", gr.skip()
-            out = folder / ("merged" if which == "merge" else "export")
-            processes.start(processes.sftune_command(which, "--model", str(folder), "--output", str(out)), folder, which, cwd=guard.base)
-        except Exception as e:
-            return f"**Could not start {which}:** {e}", gr.skip()
-        return f"{which} started", which
+        text, started = start_export(guard, run_v, which)
+        return text, which if started else gr.skip()
 
     merge.click(lambda r: start(r, "merge"), run, [message, job])
     gguf.click(lambda r: start(r, "export"), run, [message, job])
