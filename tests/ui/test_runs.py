@@ -7,6 +7,7 @@ import json
 import shutil
 import time
 
+import pytest
 import yaml
 
 from sftune.ui import processes, runs
@@ -59,6 +60,8 @@ def test_run_start_stop_resume(tiny_model_dir, tmp_path, monkeypatch):
     p = _wait(run, {"finished", "failed"})
     assert p.state == "finished", p.log
     assert [s for s, _ in p.losses] == [1, 2, 3] and p.total == 3 and (run / "adapter_config.json").is_file()
+    with pytest.raises(FileExistsError, match="Resume"):
+        runs.start_run(cfg, run, compare=False)  # a fresh start would mix into this run's files
     # Resume continues from the last complete checkpoint (checkpoint-3): a run with more steps.
     shutil.rmtree(run / "checkpoint-1", ignore_errors=True)
     cfg_file = run / runs.CONFIG_NAME

@@ -69,6 +69,9 @@ class Progress:
 def start_run(config: dict, run_dir: str | Path, *, compare: bool = True, resume: bool = False, cwd=None) -> int:
     """Write the config into ``run_dir`` and start training there as a background process."""
     run_dir = Path(run_dir)
+    if not resume and is_run(run_dir):
+        # A second run would append to this one's metrics.jsonl and mix its checkpoints in.
+        raise FileExistsError(f"{run_dir} already holds a run; choose a new run folder, or select it and press Resume")
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = {k: v for k, v in config.items() if k not in ("output_dir", "resume")}
     (run_dir / CONFIG_NAME).write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")

@@ -111,7 +111,10 @@ def build(guard: PathGuard, runs_root: Path):
     def on_stop(run_dir):
         if not run_dir:
             return "choose a run first"
-        return "stopped" if runs.stop_run(run_dir) else "that run is not running"
+        try:
+            return "stopped" if runs.stop_run(guard.output_dir(run_dir, what="run folder")) else "that run is not running"
+        except Exception as e:
+            return f"**Could not stop:** {e}"
 
     def on_resume(run_dir, compare_v):
         try:
