@@ -88,3 +88,14 @@ def _wait_for_step(run, timeout=240):
     while time.time() < deadline and not runs.read_metrics(run):
         assert runs.progress(run).state == "running", runs.progress(run).log
         time.sleep(0.5)
+
+
+def test_failed_run_shows_why(tiny_model_dir, tmp_path):
+    cfg = {"model": str(tiny_model_dir), "data": [str(tmp_path / "missing.jsonl")], "max_steps": 1, "report_to": ["none"]}
+    run = tmp_path / "bad"
+    runs.start_run(cfg, run, compare=False)
+    p = _wait(run, {"finished", "failed"}, timeout=120)
+    assert p.state == "failed" and p.returncode == 2
+    tail = "\n".join(p.log.splitlines()[-2:])  # the CLI's error and its fix end the log shown in the page
+    assert "missing.jsonl" in tail and "fix:" in tail
+    assert "exit code 2" in p.summary()
