@@ -19,6 +19,9 @@ from pathlib import Path
 
 #: Return code recorded when the user pressed Stop (the process was sent SIGTERM).
 STOPPED = -int(signal.SIGTERM)
+#: Jobs this app started and is still reaping: between the child's exit and the exit file being
+#: written, such a job still counts as running (not as "ended" with an unknown code).
+_REAPING: set[int] = set()
 
 
 @dataclass
@@ -59,6 +62,7 @@ def start(cmd: list[str], folder: str | os.PathLike, name: str, *, cwd: str | os
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd, env=env,
                             start_new_session=True)
     log.close()
+    _REAPING.add(proc.pid)
     record = {"pid": proc.pid, "command": cmd, "started": time.time()}
     (folder / f"{name}.pid").write_text(json.dumps(record), encoding="utf-8")
     # Reap the child and record how it ended; without a wait() it would linger as a zombie that
@@ -69,8 +73,11 @@ def start(cmd: list[str], folder: str | os.PathLike, name: str, *, cwd: str | os
 
 def _wait(proc: subprocess.Popen, folder: Path, name: str) -> None:
     rc = proc.wait()
-    if _exit_code(folder, name, proc.pid) is None:  # stop() may have written STOPPED already
-        _write_exit(folder, name, proc.pid, rc)
+    try:
+        if _exit_code(folder, name, proc.pid) is None:  # stop() may have written STOPPED already
+            _write_exit(folder, name, proc.pid, rc)
+    finally:
+        _REAPING.discard(proc.pid)
 
 
 def _write_exit(folder: Path, name: str, pid: int, rc: int) -> None:
@@ -113,7 +120,7 @@ def status(folder: str | os.PathLike, name: str) -> JobState:
     if rc is not None:
         state = "finished" if rc == 0 else "stopped" if rc == STOPPED else "failed"
         return JobState(state, rc, **base)
-    if _alive(rec["pid"], rec.get("started")):
+    if rec["pid"] in _REAPING or _alive(rec["pid"], rec.get("started")):
         return JobState("running", **base)
     # Ended while no app was watching it (the app was restarted): the return code is unknown.
     return JobState("ended", **base)
