@@ -1,0 +1,63 @@
+"""The app as a server: it refuses unsafe binds before starting, and serves its pages on loopback."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+pytest.importorskip("gradio", reason="the web app needs gradio: pip install 'sftune[ui]'")
+
+from sftune.ui.access import AccessError  # noqa: E402
+from sftune.ui.app import build_app, launch  # noqa: E402
+from sftune.ui.tools_page import has_command  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_network_bind_without_password_is_refused_before_serving():
+    with pytest.raises(AccessError, match="--auth"):
+        launch(host="0.0.0.0", port=free_port(), block=False)
+
+
+def test_missing_workdir_is_refused(tmp_path):
+    with pytest.raises(NotADirectoryError, match="create it first"):
+        launch(port=free_port(), workdir=tmp_path / "nope", block=False)
+
+
+def test_pages_are_built_from_the_schema(tmp_path):
+    app = build_app(tmp_path)
+    config = app.get_config_file()
+    labels = {c.get("props", {}).get("label") for c in config["components"]}
+    ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
+    assert {"Data", "Train", "Chat", "Evaluate", "Export"} <= labels
+    from sftune.config import SFTConfig
+
+    missing = [n for n in SFTConfig.model_fields if n not in ("output_dir", "resume") and f"opt-{n}" not in ids]
+    assert not missing
+
+
+def test_serves_on_loopback_with_auth(tmp_path):
+    port = free_port()
+    app = launch(port=port, workdir=tmp_path, auth="ana:secret", block=False)
+    try:
+        import httpx
+
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/config", timeout=30).status_code == 401  # the app's config needs the password
+        with httpx.Client(base_url=base, timeout=30) as client:
+            assert client.post("/login", data={"username": "ana", "password": "wrong"}).status_code == 400
+            assert client.post("/login", data={"username": "ana", "password": "secret"}).status_code == 200
+            assert "opt-learning_rate" in client.get("/config").text
+        assert app.share_url is None  # no public link unless asked for
+    finally:
+        app.close()
+
+
+def test_export_is_reported_when_missing():
+    assert has_command("merge") and has_command("eval")
+    assert has_command("export") in (True, False)
