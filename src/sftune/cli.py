@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from .commands.flags import add_config_args, config_from_args, parse_source
-from .errors import SftuneError
+from .errors import ConfigError, SftuneError
 from .options import DataOptions, ModelOptions, SFTConfig
 
 log = logging.getLogger("sftune")
@@ -71,7 +71,7 @@ def cmd_inspect(args) -> int:
     return 0
 
 
-COMMAND_MODULES = ["sftune.infer.commands", "sftune.evaluate.commands", "sftune.curate.commands"]
+COMMAND_MODULES = ["sftune.infer.commands", "sftune.evaluate.commands", "sftune.curate.commands", "sftune.export.commands", "sftune.ui.commands"]
 
 TRAIN_KEYS = [n for n in SFTConfig.model_fields if n != "training_args"]
 
@@ -79,7 +79,19 @@ TRAIN_KEYS = [n for n in SFTConfig.model_fields if n != "training_args"]
 def cmd_train(args) -> int:
     from .train.run import train
 
-    cfg = config_from_args(args, TRAIN_KEYS, args.config_file or args.config)
+    if args.demo:
+        from .commands.flags import given
+        from .train.demos import demo_config
+
+        if args.config_file or args.config:
+            raise ConfigError("--demo runs a bundled config; give either --demo or a config file, not both")
+        overrides = given(args, TRAIN_KEYS)
+        for key in ("data", "eval_data"):
+            if key in overrides:
+                overrides[key] = [parse_source(s) for s in overrides[key]]
+        cfg = demo_config(args.demo, overrides)
+    else:
+        cfg = config_from_args(args, TRAIN_KEYS, args.config_file or args.config)
     train(cfg, progress=not args.no_progress, compare=not args.no_compare)
     return 0
 
@@ -129,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("config_file", nargs="?", metavar="CONFIG.yaml", help="YAML config with the keys below")
     sp.add_argument("--config", help=argparse.SUPPRESS)
     add_config_args(sp, TRAIN_KEYS)
+    sp.add_argument("--demo", metavar="NAME", default=None,
+                    help="run a bundled demo config: 'tools' teaches the default model to call a weather tool "
+                         "(flags still override its keys)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     sp.add_argument("--no-compare", action="store_true", help="skip the before/after answers")
     sp.set_defaults(func=cmd_train)

@@ -62,7 +62,7 @@ def add_option_args(parser, group, names: list[str] | None = None, *, defaults: 
             parser.add_argument(*flags, type=ann if ann in (int, float) else args[0], metavar="N", **kw)
         elif "list" in str(ann):
             parser.add_argument(*flags, nargs="+", metavar="X", **kw)
-        elif "dict" in str(ann):
+        elif "dict" in str(ann) and str not in args:  # str | dict (a name or a mapping) stays a plain flag
             parser.add_argument(*flags, nargs="+", action=KeyValues, metavar="KEY=VALUE", **kw)
         else:
             parser.add_argument(*flags, metavar=extra.get("metavar", "VALUE"), **kw)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import SftuneError
 
-class ExportError(RuntimeError):
+
+class ExportError(SftuneError, RuntimeError):
     """The model, tokenizer, adapter or output cannot be exported as asked; the message says what to do."""

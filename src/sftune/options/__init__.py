@@ -16,6 +16,8 @@ SamplingOptions     chat, generate, serve, distill, best-of-K
 EvaluationOptions   eval
 ServingOptions      serve
 ToolUseOptions      chat, generate, serve (tools, template variables, call format)
+ExportOptions       export (GGUF)
+UIOptions           ui
 DedupOptions,       curate dedup, curate decontaminate
 DecontaminateOptions
 ==================  ==========================================================
@@ -33,6 +35,7 @@ from .base import OptionGroup, describe_schema, field_help
 from .curation import DecontaminateOptions, DedupOptions
 from .data import DataOptions, DataSource, Format, MaskPolicy
 from .evaluation import EvaluationOptions
+from .export import ExportOptions, UIOptions
 from .method import Method, MethodOptions
 from .model import ModelOptions, Precision
 from .sampling import SamplingOptions
@@ -45,11 +48,11 @@ from .yaml_file import load_config, save_config
 GROUPS = {
     g.group_name: g
     for g in (ModelOptions, DataOptions, MethodOptions, TrainingOptions, SamplingOptions, EvaluationOptions,
-              ServingOptions, ToolUseOptions, DedupOptions, DecontaminateOptions)
+              ServingOptions, ToolUseOptions, ExportOptions, UIOptions, DedupOptions, DecontaminateOptions)
 }
 
 __all__ = [
-    "GROUPS", "ConfigError", "DataOptions", "DataSource", "DecontaminateOptions", "DedupOptions", "EvaluationOptions",
+    "GROUPS", "ConfigError", "DataOptions", "DataSource", "DecontaminateOptions", "DedupOptions", "EvaluationOptions", "ExportOptions", "UIOptions",
     "Format", "MaskPolicy", "Method", "MethodOptions", "ModelOptions", "OptionGroup", "Precision", "SFTConfig",
     "SamplingOptions", "ServingOptions", "ToolUseOptions", "TrainingOptions", "describe_schema", "field_help", "load_config", "save_config",
 ]

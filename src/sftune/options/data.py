@@ -93,6 +93,22 @@ class DataOptions(OptionGroup):
     """Assistant reasoning (reasoning_content): keep (train it), mask (show it, train the rest of the turn), inline (write it into the content as <think>...</think>), drop (remove it)."""
     tool_format: str | dict[str, Any] | None = None
     """How the chat template writes tool calls and reasoning, to read them back out of generated text: none (default: detected from the template), hermes, qwen3, llama3, mistral, think, or a declared format {call_start, call_end, reasoning_start, ...}. Saved with the model for chat and serve."""
+    @field_validator("tool_format", mode="before")
+    @classmethod
+    def _known_tool_format(cls, v):
+        if isinstance(v, str) and v.lstrip().startswith("{"):
+            import yaml
+
+            v = yaml.safe_load(v)  # a declared format given on the command line as a mapping
+        if v is not None:
+            from ..infer.toolformat import ToolFormatError, resolve_format
+
+            try:
+                resolve_format(v)
+            except ToolFormatError as e:
+                raise ValueError(str(e)) from None
+        return v
+
     packing: bool = False
     """Pack several samples into each row of max_length tokens (no attention across samples); the batch size then counts rows."""
     packed_micro_batch: int | None = None

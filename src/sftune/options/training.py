@@ -57,6 +57,19 @@ class TrainingOptions(OptionGroup):
     """Any other transformers.TrainingArguments field, passed through unchanged."""
     eval_questions: list[str] | None = None
     """Questions asked before and after training to show what changed (default: the bundled ones)."""
+    eval_tools: str | None = None
+    """JSON file of tool schemas offered with eval_questions, so the before/after answers show tool calls."""
+    export: str | None = None
+    """After training, also write GGUF: 'gguf' (f16) or 'gguf:QUANT' (e.g. gguf:q8_0), to OUTPUT/<name>-<quant>.gguf."""
+
+    @field_validator("export")
+    @classmethod
+    def _export_spec(cls, v):
+        if v is not None:
+            from ..export.after_training import parse_export_spec
+
+            parse_export_spec(v)  # a bad quant fails before training, not after it
+        return v
 
     @field_validator("report_to", mode="before")
     @classmethod

@@ -34,4 +34,6 @@ def demo_config(name: str, overrides: dict | None = None) -> SFTConfig:
         # Only paths the YAML gave relative to resources; an override's own path is left as given.
         if not Path(src.path).is_absolute() and (RESOURCES / src.path).exists() and not Path(src.path).exists():
             src.path = str(RESOURCES / src.path)
+    if cfg.eval_tools and not Path(cfg.eval_tools).is_absolute() and (RESOURCES / cfg.eval_tools).is_file() and not Path(cfg.eval_tools).exists():
+        cfg.eval_tools = str(RESOURCES / cfg.eval_tools)
     return cfg

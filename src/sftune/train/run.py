@@ -203,12 +203,17 @@ def training_arguments(cfg: SFTConfig, out: Path, precision_args: dict, has_eval
     return TrainingArguments(**kw)
 
 
-def ask(model, tokenizer, questions: list[str], max_new_tokens: int = 64) -> list[str]:
+def ask(model, tokenizer, questions: list[str], max_new_tokens: int = 64, cfg: SFTConfig | None = None) -> list[str]:
+    """Greedy answers, rendered as training renders (template variables; the eval tools, if any)."""
     from ..infer.generate import generate_texts
+    from ..options import ToolUseOptions
 
+    tools = ToolUseOptions(tools=cfg.eval_tools).load_tools() if cfg is not None and cfg.eval_tools else None
     convs = [[{"role": "user", "content": q}] for q in questions]
     # generate_texts switches to eval mode (no dropout, no NEFTune) and restores the mode itself.
-    res = generate_texts(model, tokenizer, convs, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=8)
+    res = generate_texts(model, tokenizer, convs, max_new_tokens=max_new_tokens if tools is None else 2 * max_new_tokens,
+                         temperature=0.0, batch_size=8, tools=tools,
+                         template_kwargs=cfg.template_kwargs if cfg is not None else None)
     return [r[0]["text"].strip() for r in res]
 
 
@@ -259,12 +264,12 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
         custom_architecture=cfg.custom_architecture, attn_implementation=cfg.attn_implementation, **load_kw,
     )
     questions = eval_questions(cfg) if compare and rank == 0 else []
-    before = ask(model, tokenizer, questions) if questions and cfg.method in ("full", "selective") else []
+    before = ask(model, tokenizer, questions, cfg=cfg) if questions and cfg.method in ("full", "selective") else []
     model = apply_method(model, cfg)
     log.info(describe_parameters(model))
     if questions and not before:
         with model.disable_adapter():  # the base model, without loading it twice
-            before = ask(model, tokenizer, questions)
+            before = ask(model, tokenizer, questions, cfg=cfg)
 
     args = training_arguments(cfg, out, training_args_for(precision), eval_ds is not None, cuda=torch.cuda.is_available())
     trainer = SFTTrainer(
@@ -285,9 +290,16 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
     if eval_ds is not None:
         metrics.update(trainer.evaluate())
 
-    after = ask(trainer.model, tokenizer, questions) if questions else []
+    after = ask(trainer.model, tokenizer, questions, cfg=cfg) if questions else []
     if rank == 0:
         save_outputs(trainer, tokenizer, cfg, out, precision, why, metrics, data_info, questions, before, after)
+        if cfg.export:
+            from ..export import export_run
+
+            res_export = export_run(out, cfg.export, cache_dir=cfg.cache_dir)
+            print(f"exported {res_export.path} ({res_export.quant})")
+            for line in [*res_export.notes, *res_export.commands]:
+                print(f"  {line}")
         if cfg.merge and cfg.method not in ("full", "selective"):
             from ..infer.merge import merge_adapter
 

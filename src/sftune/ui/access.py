@@ -15,11 +15,13 @@ import ipaddress
 import os
 from pathlib import Path
 
+from ..errors import SftuneError
+
 #: The demo data shipped with sftune (read-only, always allowed).
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 
 
-class AccessError(ValueError):
+class AccessError(SftuneError, ValueError):
     """A refused bind or a path outside the workdir, with what to do instead."""
 
 
