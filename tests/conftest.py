@@ -58,3 +58,32 @@ def make_tiny_model(tokenizer_dir: Path, out: Path, *, hidden: int = 32, layers:
 @pytest.fixture(scope="session")
 def tiny_model_dir(smol_tokenizer_dir, tmp_path_factory) -> Path:
     return make_tiny_model(smol_tokenizer_dir, tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def identity_run(tmp_path_factory):
+    """The real SmolLM2 taught its new name through the CLI, once per session (two slow tests use it).
+
+    LoRA on 24 English identity rows, 18 steps at lr 1e-3, with ``--export gguf:q8_0``, so the
+    export at the end of a run is exercised too. Returns ``(run folder, completed process)``.
+    """
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    rows = [json.loads(l) for l in (root / "src/sftune/resources/identity.jsonl").read_text(encoding="utf-8").splitlines()]
+    english = [r for r in rows if r["messages"][0]["role"] == "user" and r["messages"][0]["content"].isascii()][:24]
+    tmp = tmp_path_factory.mktemp("identity_run")
+    data = tmp / "identity.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in english) + "\n", encoding="utf-8")
+    out = tmp / "run"
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "HF_HUB_OFFLINE": "1"}
+    cmd = [
+        sys.executable, "-m", "sftune", "train", "--data", str(data), "--output-dir", str(out), "--method", "lora",
+        "--learning-rate", "1e-3", "--max-steps", "18", "--per-device-train-batch-size", "8", "--logging-steps", "3",
+        "--report-to", "none", "--no-progress", "--eval-questions", "What's your name?", "--export", "gguf:q8_0",
+    ]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out, res

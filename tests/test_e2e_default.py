@@ -30,25 +30,21 @@ print(json.dumps({"text": tok.decode(new, skip_special_tokens=True), "stopped": 
 
 
 @pytest.mark.slow
-def test_cli_train_default_model_learns_identity_and_stops(tmp_path):
-    rows = [json.loads(l) for l in IDENTITY.read_text(encoding="utf-8").splitlines()]
-    english = [r for r in rows if r["messages"][0]["role"] == "user" and r["messages"][0]["content"].isascii()][:24]
-    data = tmp_path / "identity.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in english) + "\n", encoding="utf-8")
-    out = tmp_path / "run"
+def test_cli_train_default_model_learns_identity_and_stops(identity_run):
+    out, res = identity_run  # `sftune train` through the CLI (tests/conftest.py)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
-    cmd = [
-        sys.executable, "-m", "sftune", "train", "--data", str(data), "--output-dir", str(out), "--method", "lora",
-        "--learning-rate", "1e-3", "--max-steps", "18", "--per-device-train-batch-size", "8", "--logging-steps", "3",
-        "--report-to", "none", "--no-progress", "--eval-questions", "What's your name?",
-    ]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stderr[-3000:]
     assert "before / after" in res.stdout
     for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "chat_template.jinja", "sftune_config.yaml", "loss_curve.png"):
         assert (out / name).is_file(), name
     info = json.loads((out / "run_info.json").read_text())
     assert info["precision"] in ("fp32", "bf16")
+    # --export gguf:q8_0 wrote the GGUF file at the end of the run, readable by the gguf package
+    import gguf
+
+    (gguf_file,) = out.glob("*-q8_0.gguf")
+    reader = gguf.GGUFReader(str(gguf_file))
+    assert bytes(reader.fields["general.architecture"].parts[-1]).decode() == "llama"
+    assert "exported" in res.stdout
 
     chk = subprocess.run([sys.executable, "-c", CHECK, str(out)], env=env, capture_output=True, text=True, timeout=300)
     assert chk.returncode == 0, chk.stderr[-3000:]

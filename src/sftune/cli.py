@@ -14,7 +14,6 @@ import logging
 import os
 import sys
 import warnings
-from pathlib import Path
 
 from .commands.flags import add_config_args, config_from_args, parse_source
 from .errors import ConfigError, SftuneError

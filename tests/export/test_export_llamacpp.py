@@ -147,31 +147,15 @@ def test_lora_adapter_runs_in_llamacpp(model_dirs, tmp_path):
     assert np.abs(np.asarray(plain.scores[: len(ids)]) - want).max() > 0.5  # the adapter does change the output
 
 
-def test_identity_answer_survives_export(tmp_path):
+def test_identity_answer_survives_export(identity_run, tmp_path):
     """The fine-tuned default run (LoRA on the identity data, as tests/test_e2e_default.py trains it)
     says its new name in llama.cpp: merged f16 and q8_0 files, and base + GGUF LoRA adapter."""
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     import llama_cpp
 
     from sftune.export import export_gguf
     from sftune.model.loading import load_tokenizer
 
-    root = Path(__file__).resolve().parents[2]
-    rows = [json.loads(l) for l in (root / "src/sftune/resources/identity.jsonl").read_text(encoding="utf-8").splitlines()]
-    english = [r for r in rows if r["messages"][0]["role"] == "user" and r["messages"][0]["content"].isascii()][:24]
-    data = tmp_path / "identity.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in english) + "\n", encoding="utf-8")
-    run = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(root / "src"), "HF_HUB_OFFLINE": "1"}
-    res = subprocess.run([sys.executable, "-m", "sftune", "train", "--data", str(data), "--output-dir", str(run), "--method", "lora",
-                          "--learning-rate", "1e-3", "--max-steps", "18", "--per-device-train-batch-size", "8",
-                          "--report-to", "none", "--no-progress"], env=env, capture_output=True, text=True, timeout=1200)
-    assert res.returncode == 0, res.stderr[-3000:]
+    run, _ = identity_run  # trained once per session through the CLI (tests/conftest.py)
 
     tok = load_tokenizer(str(run))
     ids = tok.apply_chat_template([{"role": "user", "content": "What's your name?"}], add_generation_prompt=True, return_dict=True)["input_ids"]
