@@ -12,6 +12,8 @@ Hi[[!<|im_end|>]]
 
 from __future__ import annotations
 
+import warnings
+
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +61,40 @@ def _visible(tok: str) -> str:
     return tok.replace("\n", "\\n\n").replace("\t", "\\t")
 
 
+#: Monospace first; CJK fonts (where installed) as fallbacks so Chinese text is drawn, not boxed.
+MASK_FONTS = ["DejaVu Sans Mono", "Noto Sans Mono CJK SC", "Noto Sans CJK SC", "WenQuanYi Zen Hei"]
+
+
+def _installed_fonts() -> list[str]:
+    """:data:`MASK_FONTS` that matplotlib can find (asking for a missing family logs a line per glyph)."""
+    from matplotlib import font_manager
+
+    have = {f.name for f in font_manager.fontManager.ttflist}
+    return [f for f in MASK_FONTS if f in have] + ["monospace"]
+
+
 def token_pieces(tokenizer, ids: list[int]) -> list[str]:
-    """Each token's text as it appears in the decoded string (byte-level BPE pieces decoded)."""
-    return [tokenizer.decode([i], skip_special_tokens=False, clean_up_tokenization_spaces=False) for i in ids]
+    """Each token's text as it appears in the decoded string (byte-level BPE pieces decoded).
+
+    A character split over several byte-level tokens (CJK, emoji) cannot be shown by any one of
+    them: the run of tokens is decoded together, its text given to the run's last token and ``""``
+    to the others, so the pieces still align with the ids and join to the decoded text.
+    """
+    def dec(run: list[int]) -> str:
+        return tokenizer.decode(run, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    pieces: list[str] = []
+    run: list[int] = []
+    for i in ids:
+        run.append(i)
+        text = dec(run)
+        if text.endswith("\ufffd") and len(run) < 4:
+            continue  # an incomplete UTF-8 sequence: wait for the token that completes it
+        pieces += [""] * (len(run) - 1) + [text]
+        run = []
+    if run:
+        pieces += [""] * (len(run) - 1) + [dec(run)]
+    return pieces
 
 
 def highlight(pieces: list[str], trained: list[bool], color: bool, kinds: list[str | None] | None = None) -> str:
@@ -157,9 +190,10 @@ def plot_mask(
     ax.set_xlim(0, width)
     ax.set_ylim(n_lines, -0.2)
     ax.axis("off")
+    fonts = _installed_fonts()
     for x, y, w, text, t, kind in rows:
         ax.add_patch(plt.Rectangle((x - 0.1, y + 0.05), w + 0.2, 0.85, color="#7ccf7c" if t else "#dddddd", lw=0))
-        ax.text(x, y + 0.5, text, va="center", ha="left", fontsize=8, family=["DejaVu Sans Mono", "monospace"],
+        ax.text(x, y + 0.5, text, va="center", ha="left", fontsize=8, family=fonts,
                 color=KIND_COLORS[kind][1] if kind else "black", fontweight="bold" if kind else "normal")
     names = {"tool call": "blue", "tool result": "brown", "reasoning": "purple"}
     legend = "".join(f", {names[k]} text = {k}" for k in KIND_COLORS if k in kinds)
@@ -171,7 +205,9 @@ def plot_mask(
         ax2.set_ylabel("samples")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with warnings.catch_warnings():  # a glyph no installed font has is drawn as a box; say it once, not per glyph
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
