@@ -236,26 +236,21 @@ def generate_texts(
     tokenizer,
     conversations: Iterable,
     *,
-    max_new_tokens: int = 256,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    top_k: int = 0,
-    repetition_penalty: float = 1.0,
-    num_return_sequences: int = 1,
     batch_size: int = 8,
     seed: int | None = None,
     progress: bool = False,
     tools: list | None = None,
     template_kwargs: dict | None = None,
     tool_format=None,
-    **penalties,
+    **sampling,
 ) -> list[list[dict]]:
     """Answer each conversation; returns, per input, ``num_return_sequences`` dicts
     ``{"text", "prompt_tokens", "completion_tokens", "finish_reason"}`` in input order.
 
     Prompts are sorted by length before batching (less padding) and padded on the left, so
-    every row's answer starts right after its own prompt. ``penalties`` are
-    :func:`generation_kwargs`' ``frequency_penalty``, ``presence_penalty`` and ``logit_bias``.
+    every row's answer starts right after its own prompt. ``sampling`` is
+    :func:`generation_kwargs`' arguments (``max_new_tokens``, ``temperature``, ...,
+    ``num_return_sequences``; e.g. ``**SamplingOptions(...).generation_args()``).
     ``tools`` and ``template_kwargs`` go to the chat template; with a ``tool_format`` (a name, a
     declared format, ``"auto"`` to detect it from the template) each answer also gets
     ``message``: the reply read into ``content``, ``reasoning_content`` and ``tool_calls``.
@@ -268,11 +263,8 @@ def generate_texts(
         return []
     if seed is not None:
         torch.manual_seed(seed)
-    gen_kw = generation_kwargs(
-        model, tokenizer, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-        repetition_penalty=repetition_penalty, num_return_sequences=num_return_sequences, **penalties,
-    )
-    eos, pad_id = gen_kw["eos_token_id"], gen_kw["pad_token_id"]
+    gen_kw = generation_kwargs(model, tokenizer, **sampling)
+    eos, pad_id, num_return_sequences = gen_kw["eos_token_id"], gen_kw["pad_token_id"], gen_kw["num_return_sequences"]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
     device = next(model.parameters()).device
     results: list[list[dict] | None] = [None] * len(encoded)
