@@ -70,7 +70,7 @@ def generation_kwargs(model, tokenizer, **sampling) -> dict:
 
     applied_elsewhere = sorted({"seed", "stop"} & set(sampling))
     if applied_elsewhere:  # accepting them here would drop them silently
-        raise TypeError(f"generation_kwargs() does not apply {applied_elsewhere}: pass seed/stop to generate_texts or stream_generate")
+        raise TypeError(f"generation_kwargs() does not apply {applied_elsewhere}: seed goes to generate_texts or stream_generate, stop to stream_generate")
     opts = SamplingOptions(**sampling)
     opts.check_vocab(vocab_size(model, tokenizer))
     from ..model.padding import pad_id
