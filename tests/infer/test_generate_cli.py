@@ -90,6 +90,20 @@ def test_output_written_for_other_input_is_refused(tiny, prompts, tmp_path):
         generate_file(model, tok, prompts, out, max_new_tokens=2, progress=False)
 
 
+def test_batch_size_is_checked_by_the_library(tiny, prompts, tmp_path, tiny_model_dir, capsys):
+    from sftune.errors import ConfigError
+
+    model, tok = tiny
+    out = tmp_path / "answers.jsonl"
+    with pytest.raises(ConfigError, match="batch_size must be >= 1, got 0") as e:
+        generate_file(model, tok, prompts, out, batch_size=0, max_new_tokens=2, progress=False)
+    assert e.value.field == "batch_size" and not out.exists()
+    # The CLI says the same (it has no check of its own).
+    assert main(["generate", "--model", str(tiny_model_dir), "--input", str(prompts), "--output", str(out),
+                 "--batch-size", "0", "--no-progress"]) == 2
+    assert "batch_size must be >= 1" in capsys.readouterr().err and not out.exists()
+
+
 def test_cli_formats_and_sampling(tiny_model_dir, tmp_path, capsys):
     # alpaca csv without outputs, several candidates per prompt
     csv = tmp_path / "p.csv"

@@ -14,12 +14,12 @@ from .best_of_k import BestOfKOptions, RewardModel, best_of_k, best_index
 from .decontaminate import DecontamOptions, decontaminate
 from .dedup import DedupOptions, dedup_conversations
 from .distill import DistillOptions, distill
-from .filters import FilterRules, filter_conversations
+from .filters import FilterOptions, FilterRules, filter_conversations
 from .io import CurateReport, read_sources, write_conversations
 from .mix import mix_conversations
 
 __all__ = [
-    "BestOfKOptions", "CurateReport", "DecontamOptions", "DedupOptions", "DistillOptions", "FilterRules", "RewardModel",
+    "BestOfKOptions", "CurateReport", "DecontamOptions", "DedupOptions", "DistillOptions", "FilterOptions", "FilterRules", "RewardModel",
     "best_index", "best_of_k", "decontaminate", "dedup_conversations", "distill", "filter_conversations",
     "mix_conversations", "read_sources", "write_conversations",
 ]

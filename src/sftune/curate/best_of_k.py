@@ -18,17 +18,20 @@ The best candidate wins; ties go to the lowest candidate index (:func:`best_inde
 ``drop_truncated`` a candidate cut by ``max_new_tokens`` cannot win, and a prompt whose candidates
 are all cut is skipped and counted as ``cut_by_length`` (like ``distill`` without
 ``keep_truncated``); otherwise kept cut answers are counted in a report note.
+
+The options (:class:`~sftune.options.curation.BestOfKOptions`) are sampling options with K as
+``num_return_sequences``; every sampling value is checked there and applied.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConfigError
 from ..data.conversation import Conversation, Message
+from ..options.curation import BestOfKOptions
 from .io import CurateReport
 from .resumable import Cut, answer_rows
 
@@ -41,26 +44,6 @@ def best_index(scores: list[float]) -> int:
     """
     key = [(-math.inf if s is None or math.isnan(s) else s) for s in scores]
     return max(range(len(key)), key=lambda j: (key[j], -j))
-
-
-@dataclass
-class BestOfKOptions:
-    k: int = 4
-    temperature: float = 0.8
-    top_p: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 512
-    seed: int = 0
-    keep_scores: bool = False
-    """Store every candidate with its score and finish_reason in meta.candidates."""
-    drop_truncated: bool = False
-    """Candidates cut by max_new_tokens cannot win; a prompt whose K candidates are all cut is skipped (and counted)."""
-
-    def __post_init__(self):
-        if self.k < 1:
-            raise ConfigError(f"-k must be at least 1, got {self.k}")
-        if self.k > 1 and self.temperature <= 0:
-            raise ConfigError("best-of-k needs sampling: with --temperature 0 all K candidates are the same. Use e.g. --temperature 0.8")
 
 
 class RewardModel:
@@ -165,13 +148,12 @@ def best_of_k(
     # not depend on which other prompts are in the run or on resuming.
     written = answer_rows(
         convs, model, tokenizer, output, report, pick, chunk=1, batch_size=1, seed=opts.seed, progress=progress,
-        desc=f"best-of-{opts.k}", max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p,
-        top_k=opts.top_k, num_return_sequences=opts.k,
+        desc=f"best-of-{opts.k}", **opts.generation_args(),
     )
     if cut_kept:
         report.notes.append(
             f"{cut_kept} kept answers were cut by max_new_tokens (meta.finish_reason = 'length'): raise --max-new-tokens, "
             "use --drop-truncated, or run `sftune curate filter --truncated` on the output"
         )
-    report.details.update({"policy": policy, "reward": reward, "options": vars(opts).copy(), "written_now": written})
+    report.details.update({"policy": policy, "reward": reward, "options": opts.model_dump(), "written_now": written})
     return written

@@ -73,15 +73,12 @@ def _finish(report, reading, out: Path, kept=None) -> int:
 
 # ---- handlers -------------------------------------------------------------------------------
 def cmd_filter(args) -> int:
-    from .filters import FilterRules, filter_conversations
+    from ..commands.flags import options_from_args
+    from ..options.curation import FilterOptions
+    from .filters import filter_conversations
 
+    rules = options_from_args(args, FilterOptions)
     cfg, out, report, reading, convs = _setup(args, READ_KEYS + MODEL_KEYS + ["template"], "filter")
-    rules = FilterRules(
-        empty_answer=args.empty_answer, repeats_prompt=args.repeats_prompt or None, repetition=args.repetition,
-        repetition_ngram=args.repetition_ngram, lang=args.lang, min_lang_share=args.min_lang_share, truncated=args.truncated,
-        min_tokens=args.min_tokens, max_tokens=args.max_tokens, min_answer_tokens=args.min_answer_tokens,
-        max_answer_tokens=args.max_answer_tokens, predicate=args.predicate,
-    )
     tok = None
     if rules.needs_tokenizer:
         from ..model.loading import load_tokenizer
@@ -126,19 +123,19 @@ def _load_model(cfg):
     return load_for_inference(cfg.model, cache_dir=cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
 
 
-DISTILL_SAMPLING = ["temperature", "top_p", "max_new_tokens", "seed"]
-BEST_OF_K_SAMPLING = DISTILL_SAMPLING + ["top_k"]
+def _generating_flags(group) -> list[str]:
+    """The flags of distill and best-of-k: every option but the ones the step refuses (stop, and
+    for distill more than one answer per prompt)."""
+    refused = {"stop"} | ({"num_return_sequences"} if group.group_name == "distill" else set())
+    return [n for n in group.model_fields if n not in refused]
 
 
 def cmd_distill(args) -> int:
     from ..commands.flags import options_from_args
-    from ..options import SamplingOptions
-    from ..options.sampling import DISTILL_DEFAULTS
-    from .distill import DistillOptions, distill
+    from ..options.curation import DistillOptions
+    from .distill import distill
 
-    s = options_from_args(args, SamplingOptions, DISTILL_SAMPLING, defaults=DISTILL_DEFAULTS)
-    opts = DistillOptions(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, batch_size=args.batch_size,
-                          seed=s.seed, keep_truncated=args.keep_truncated)
+    opts = options_from_args(args, DistillOptions, _generating_flags(DistillOptions))
     cfg, out, report, reading, convs = _setup(args, READ_KEYS + MODEL_KEYS, "distill", require_answer=False)
     model, tok = _load_model(cfg)
     distill(convs, model, tok, out, report, opts, teacher=cfg.model, progress=not args.no_progress)
@@ -148,18 +145,13 @@ def cmd_distill(args) -> int:
 def cmd_best_of_k(args) -> int:
     from ..commands.flags import options_from_args
     from ..errors import ConfigError
-    from ..options import SamplingOptions
-    from ..options.sampling import BEST_OF_K_DEFAULTS
-    from .best_of_k import BestOfKOptions, RewardModel, best_of_k, callable_scorer
+    from ..options.curation import BestOfKOptions
+    from .best_of_k import RewardModel, best_of_k, callable_scorer
     from .plugins import load_callable
 
     if bool(args.reward) == bool(args.reward_model):
         raise ConfigError("best-of-k: give exactly one of --reward MODULE:FUNCTION or --reward-model PATH")
-    s = options_from_args(args, SamplingOptions, BEST_OF_K_SAMPLING, defaults=BEST_OF_K_DEFAULTS)
-    opts = BestOfKOptions(
-        k=args.k, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, max_new_tokens=s.max_new_tokens,
-        seed=s.seed, keep_scores=args.keep_scores, drop_truncated=args.drop_truncated,
-    )
+    opts = options_from_args(args, BestOfKOptions, _generating_flags(BestOfKOptions))
     if args.reward:
         scorer, reward = callable_scorer(load_callable(args.reward, "--reward"), args.reward), args.reward
     cfg, out, report, reading, convs = _setup(args, READ_KEYS + MODEL_KEYS, "best-of-k", require_answer=False)
@@ -197,28 +189,16 @@ def register(sub) -> None:
     )
     cs = p.add_subparsers(dest="curate_command", metavar="SUBCOMMAND", required=True)
 
+    from ..commands.flags import add_option_args
+    from ..options import DecontaminateOptions, DedupOptions
+    from ..options.curation import BestOfKOptions, DistillOptions, FilterOptions
+
     s = cs.add_parser("filter", help="drop empty, parroted, repetitive, wrong-language, truncated, too long/short rows",
                       description="Rules combine; a row is counted under the first rule it fails (in this order: "
                       "empty_answer, repeats_prompt, repetition, lang, truncated, token bounds, predicate).")
     _common(s, READ_KEYS + MODEL_KEYS + ["template"])
-    s.add_argument("--empty-answer", action=argparse.BooleanOptionalAction, default=True, help="drop rows with an empty/whitespace answer (default: on)")
-    s.add_argument("--repeats-prompt", type=float, default=0.9, metavar="SHARE",
-                   help="drop answers equal to the prompt, or with this share of their word 3-grams copied from it (default 0.9; 0 = off)")
-    s.add_argument("--repetition", type=float, metavar="SHARE", help="drop answers with at least this share of repeated word n-grams (e.g. 0.3)")
-    s.add_argument("--repetition-ngram", type=int, default=3, metavar="N", help="n for --repetition (default 3; CJK characters count as words)")
-    s.add_argument("--lang", metavar="LANG", help="required language/script of the answer: zh, ja, ko, en (latin), ru (cyrillic), ... or a script name")
-    s.add_argument("--min-lang-share", type=float, default=0.5, metavar="SHARE", help="share of answer letters (outside code blocks) in that script (default 0.5)")
-    s.add_argument("--truncated", action="store_true", help="drop answers cut off mid-sentence (no terminal punctuation, unclosed code block)")
-    for name, what in (("min-tokens", "fewer"), ("max-tokens", "more")):
-        s.add_argument(f"--{name}", type=int, metavar="N", help=f"drop rows with {what} tokens than N (whole conversation with the chat template, model's tokenizer)")
-    for name, what in (("min-answer-tokens", "fewer"), ("max-answer-tokens", "more")):
-        s.add_argument(f"--{name}", type=int, metavar="N", help=f"drop rows whose answer has {what} tokens than N")
-    s.add_argument("--predicate", metavar="MODULE:FUNCTION", help="your rule: called with the Conversation, returns True to keep (module name or path/to/file.py)")
+    add_option_args(s.add_argument_group("rules"), FilterOptions)
     s.set_defaults(func=cmd_filter)
-
-    from ..commands.flags import add_option_args
-    from ..options import DecontaminateOptions, DedupOptions, SamplingOptions
-    from ..options.sampling import BEST_OF_K_DEFAULTS, DISTILL_DEFAULTS
 
     s = cs.add_parser("dedup", help="remove exact and near duplicates (MinHash/LSH), keeping the first occurrence")
     _common(s, READ_KEYS)
@@ -237,19 +217,14 @@ def register(sub) -> None:
         _common(s, READ_KEYS + MODEL_KEYS)
         s.add_argument("--no-progress", action="store_true", help="no progress bar")
         if name == "distill":
-            add_option_args(s.add_argument_group("sampling"), SamplingOptions, DISTILL_SAMPLING, defaults=DISTILL_DEFAULTS)
-            s.add_argument("--batch-size", type=int, default=8, metavar="N", help="prompts per forward pass (default 8)")
-            s.add_argument("--keep-truncated", action="store_true", help="keep answers cut by --max-new-tokens (default: drop and count them)")
+            add_option_args(s.add_argument_group("distill"), DistillOptions, _generating_flags(DistillOptions))
             s.set_defaults(func=cmd_distill)
         else:
-            add_option_args(s.add_argument_group("sampling"), SamplingOptions, BEST_OF_K_SAMPLING, defaults=BEST_OF_K_DEFAULTS)
-            s.add_argument("-k", "--k", type=int, default=4, help="candidates per prompt (default 4)")
+            add_option_args(s.add_argument_group("best-of-k"), BestOfKOptions, _generating_flags(BestOfKOptions),
+                            short={"num_return_sequences": "-k"})
             s.add_argument("--reward", metavar="MODULE:FUNCTION", help="reward callable fn(prompt_messages, answer) -> float")
             s.add_argument("--reward-model", metavar="PATH", help="sequence-classification reward model folder (or hub name)")
             s.add_argument("--reward-label", type=int, metavar="I", help="logit used for a multi-label reward model (default: the last label)")
-            s.add_argument("--keep-scores", action="store_true", help="store all candidates and scores in meta.candidates")
-            s.add_argument("--drop-truncated", action="store_true",
-                           help="candidates cut by --max-new-tokens cannot win; prompts whose K candidates are all cut are skipped")
             s.set_defaults(func=cmd_best_of_k)
 
     s = cs.add_parser(

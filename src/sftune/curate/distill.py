@@ -4,7 +4,8 @@ For each input row (with or without an answer), the prompt is the conversation m
 assistant turn. The teacher answers it with its own chat template through
 :func:`sftune.infer.generate.generate_texts`, and the output row is the prompt plus the teacher's
 answer, with ``meta`` naming the teacher and the ``finish_reason``. Answers cut by
-``max_new_tokens`` are dropped (and counted) unless ``keep_truncated``.
+``max_new_tokens`` are dropped (and counted) unless ``keep_truncated``. The options
+(:class:`~sftune.options.curation.DistillOptions`) are sampling options, every one applied.
 
 Resumable: rows already in the output are skipped when the command is run again (see
 :mod:`sftune.curate.resumable`); the loop is :func:`sftune.infer.driver.answer_pending`.
@@ -12,26 +13,14 @@ Resumable: rows already in the output are skipped when the command is run again 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.conversation import Conversation, Message
+from ..options.curation import DistillOptions
 from .io import CurateReport
 from .resumable import Cut, answer_rows
 
-
-@dataclass
-class DistillOptions:
-    max_new_tokens: int = 512
-    temperature: float = 0.0
-    """0 = greedy (deterministic); sampling is seeded per chunk of prompts."""
-    top_p: float = 1.0
-    batch_size: int = 8
-    seed: int = 0
-    keep_truncated: bool = False
-    """Keep answers cut by max_new_tokens (meta.finish_reason = 'length') instead of dropping them."""
-    chunk: int | None = None
-    """Prompts generated between two writes to the output (default: 4 batches)."""
+__all__ = ["DistillOptions", "distill"]
 
 
 def distill(
@@ -56,8 +45,7 @@ def distill(
 
     written = answer_rows(
         convs, model, tokenizer, output, report, pick, chunk=opts.chunk or opts.batch_size * 4, batch_size=opts.batch_size,
-        seed=opts.seed, progress=progress, desc="distilling",
-        max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p,
+        seed=opts.seed, progress=progress, desc="distilling", **opts.generation_args(),
     )
-    report.details.update({"teacher": teacher, "options": vars(opts).copy(), "written_now": written})
+    report.details.update({"teacher": teacher, "options": opts.model_dump(), "written_now": written})
     return written

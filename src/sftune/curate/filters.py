@@ -1,16 +1,16 @@
 """``sftune curate filter``: drop rows whose answer is empty, parroted, repetitive, in the wrong
 script, cut off, too long/short in tokens, or rejected by a user predicate.
 
-Rules are independent and combinable (:class:`FilterRules`). A row is checked rule by rule in the
-order of :data:`RULE_ORDER` and dropped under the name of the *first* rule it fails, so the
-counts per rule add up to the rows removed. Cheap text rules run first, then the token rules
+Rules are independent and combinable (:class:`~sftune.options.curation.FilterOptions`). A row
+is checked rule by rule in the order of :data:`RULE_ORDER` and dropped under the name of the
+*first* rule it fails, so the counts per rule add up to the rows removed. Cheap text rules run first, then the token rules
 (one batched tokenizer call), then the user predicate (arbitrary user code) last.
 
 >>> from sftune.data.conversation import Conversation, Message
 >>> rows = [Conversation.chat([Message("user", "Hi"), Message("assistant", "Hello there!")]),
 ...         Conversation.chat([Message("user", "Hi"), Message("assistant", "   ")])]
 >>> report = CurateReport(command="filter")
->>> kept = filter_conversations(rows, FilterRules(), report)
+>>> kept = filter_conversations(rows, FilterOptions(), report)
 >>> len(kept), dict(report.dropped)
 (1, {'empty_answer': 1})
 """
@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Callable
 
 from ..config import ConfigError
 from ..data.conversation import Conversation
 from ..data.report import DataError
+from ..options.curation import SCRIPTS, FilterOptions, lang_scripts
 from .io import CurateReport, where
 from .text import answer_text, last_user_text, ngrams, normalize, strip_code_blocks, words
 
@@ -35,73 +35,11 @@ RULE_ORDER = (
     "min_tokens", "max_tokens", "min_answer_tokens", "max_answer_tokens", "predicate",
 )
 
-#: Language codes -> the scripts their letters are written in. Script names work too (--lang cyrillic).
-LANG_SCRIPTS: dict[str, set[str]] = {
-    "zh": {"han"}, "ja": {"han", "hiragana", "katakana"}, "ko": {"hangul", "han"},
-    "en": {"latin"}, "fr": {"latin"}, "de": {"latin"}, "es": {"latin"}, "it": {"latin"}, "pt": {"latin"},
-    "nl": {"latin"}, "pl": {"latin"}, "tr": {"latin"}, "vi": {"latin"}, "id": {"latin"},
-    "ru": {"cyrillic"}, "uk": {"cyrillic"}, "bg": {"cyrillic"}, "el": {"greek"}, "ar": {"arabic"},
-    "fa": {"arabic"}, "he": {"hebrew"}, "hi": {"devanagari"}, "th": {"thai"},
-    "cjk": {"han", "hiragana", "katakana", "hangul"},
-}
-SCRIPTS = ("latin", "cyrillic", "greek", "arabic", "hebrew", "devanagari", "thai", "han", "hiragana", "katakana", "hangul")
-
-
-@dataclass
-class FilterRules:
-    """Which rules to apply. ``None``/``False`` switches a rule off.
-
-    Token bounds count tokens of the model's tokenizer: ``*_tokens`` over the whole conversation
-    rendered with the chat template (what training sees), ``*_answer_tokens`` over the answer text.
-    """
-
-    empty_answer: bool = True
-    """Drop rows whose answer is empty or whitespace only (or that have no answer at all)."""
-    repeats_prompt: float | None = 0.9
-    """Drop answers equal to the prompt (normalised), or whose word 3-grams are at least this share copied from the prompt."""
-    repetition: float | None = None
-    """Drop answers where at least this share of word n-grams repeat an earlier one (0.3 is a good start)."""
-    repetition_ngram: int = 3
-    """n for the repetition rule (CJK characters count as words)."""
-    lang: str | None = None
-    """Required language or script of the answer: zh, ja, ko, en/fr/... (latin), ru (cyrillic), ..., or a script name."""
-    min_lang_share: float = 0.5
-    """Share of the answer's letters (outside code blocks) that must be in the script of ``lang``."""
-    truncated: bool = False
-    """Drop answers cut off mid-sentence (no terminal punctuation, unclosed code block)."""
-    min_tokens: int | None = None
-    max_tokens: int | None = None
-    min_answer_tokens: int | None = None
-    max_answer_tokens: int | None = None
-    predicate: str | None = None
-    """User rule ``module:function``; called with the Conversation, returns True to keep the row."""
-
-    def __post_init__(self):
-        if self.lang is not None:
-            lang_scripts(self.lang)  # fail at start-up, not on row 1000
-        for name in ("repeats_prompt", "repetition", "min_lang_share"):
-            v = getattr(self, name)
-            if v is not None and not 0 < v <= 1:
-                raise ConfigError(f"filter rule {name}: a share in (0, 1] is expected, got {v}")
-
-    @property
-    def needs_tokenizer(self) -> bool:
-        return any(getattr(self, k) is not None for k in ("min_tokens", "max_tokens", "min_answer_tokens", "max_answer_tokens"))
+#: The rules' settings are an option group (flags, YAML, forms); ``FilterRules`` is its older name.
+FilterRules = FilterOptions
 
 
 # ---- script share ---------------------------------------------------------------------------
-def lang_scripts(lang: str) -> set[str]:
-    key = lang.lower()
-    if key in LANG_SCRIPTS:
-        return LANG_SCRIPTS[key]
-    if key in SCRIPTS:
-        return {key}
-    raise ConfigError(
-        f"--lang {lang!r}: unknown language or script. Known languages: {', '.join(sorted(LANG_SCRIPTS))}; "
-        f"scripts: {', '.join(SCRIPTS)}"
-    )
-
-
 @lru_cache(maxsize=65536)
 def script_of(ch: str) -> str | None:
     """The script of a letter (from its Unicode name), ``None`` for non-letters.
@@ -183,7 +121,7 @@ def _prompt_overlap(answer: str, prompt: str) -> float:
     return len(a & set(ngrams(words(prompt), 3))) / len(a)
 
 
-def text_rule_failure(conv: Conversation, rules: FilterRules) -> tuple[str, str] | None:
+def text_rule_failure(conv: Conversation, rules: FilterOptions) -> tuple[str, str] | None:
     """The first text rule the row fails, as ``(rule, detail)``; ``None`` when it passes them all."""
     answer = answer_text(conv)
     if rules.empty_answer and (answer is None or not answer.strip()):
@@ -235,7 +173,7 @@ def token_lengths(convs: list[Conversation], tokenizer, template: str, batch: in
 
 def filter_conversations(
     convs: list[Conversation],
-    rules: FilterRules,
+    rules: FilterOptions,
     report: CurateReport,
     *,
     tokenizer=None,
@@ -255,7 +193,7 @@ def filter_conversations(
         predicate = load_callable(rules.predicate, "--predicate")
 
     report.seen(len(convs))
-    report.details.setdefault("rules", {k: v for k, v in asdict(rules).items() if v not in (None, False)})
+    report.details.setdefault("rules", {k: v for k, v in rules.model_dump().items() if v not in (None, False)})
 
     survivors: list[tuple[int, Conversation]] = []
     for i, c in enumerate(convs):

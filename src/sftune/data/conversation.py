@@ -62,6 +62,21 @@ class Message:
     content_null: bool = False
     extra: dict | None = None
 
+    def _as_dict(self, tool_calls: list | None) -> dict:
+        """The keys both dict forms share, in their order, with ``tool_calls`` as the caller made them.
+
+        >>> Message("tool", "21", tool_call_id="c1", extra={"lang": "en"})._as_dict(None)
+        {'role': 'tool', 'content': '21', 'tool_call_id': 'c1', 'lang': 'en'}
+        """
+        d = {"role": self.role, "content": None if self.content_null else self.content}
+        for key, value in (("tool_calls", tool_calls), ("tool_call_id", self.tool_call_id), ("name", self.name),
+                           ("reasoning_content", self.reasoning)):
+            if value is not None:
+                d[key] = value
+        if self.extra:  # keys sftune does not model travel as they came, never over a modelled one
+            d.update({k: v for k, v in self.extra.items() if k not in d})
+        return d
+
     def to_template(self) -> dict:
         """The dict a chat template gets for this message (see :meth:`Conversation.to_messages`).
 
@@ -69,20 +84,8 @@ class Message:
         ...         content_null=True).to_template()
         {'role': 'assistant', 'content': None, 'tool_calls': [{'type': 'function', 'function': {'name': 'f', 'arguments': {'a': 1}}}]}
         """
-        d = {"role": self.role, "content": None if self.content_null else self.content}
-        if self.tool_calls is not None:
-            d["tool_calls"] = tool_calls_for_template(self.tool_calls)
-            if d["tool_calls"] is None:  # an empty list: vLLM drops it too
-                del d["tool_calls"]
-        if self.tool_call_id is not None:
-            d["tool_call_id"] = self.tool_call_id
-        if self.name is not None:
-            d["name"] = self.name
-        if self.reasoning is not None:
-            d["reasoning_content"] = self.reasoning
-        if self.extra:
-            d.update({k: v for k, v in self.extra.items() if k not in d})
-        return d
+        # An empty list of calls becomes None and is left out: vLLM drops it too.
+        return self._as_dict(None if self.tool_calls is None else tool_calls_for_template(self.tool_calls))
 
     def to_dict(self) -> dict:
         """Canonical JSON (what ``sftune curate`` writes): every key the data had, arguments as given.
@@ -90,17 +93,7 @@ class Message:
         >>> Message("tool", "21", tool_call_id="c1", name="weather").to_dict()
         {'role': 'tool', 'content': '21', 'tool_call_id': 'c1', 'name': 'weather'}
         """
-        d = {"role": self.role, "content": None if self.content_null else self.content}
-        if self.tool_calls is not None:
-            d["tool_calls"] = self.tool_calls
-        if self.tool_call_id is not None:
-            d["tool_call_id"] = self.tool_call_id
-        if self.name is not None:
-            d["name"] = self.name
-        if self.reasoning is not None:
-            d["reasoning_content"] = self.reasoning
-        if self.extra:
-            d.update({k: v for k, v in self.extra.items() if k not in d})
+        d = self._as_dict(self.tool_calls)
         if self.trainable is not None:
             d["trainable"] = self.trainable
         return d

@@ -11,9 +11,6 @@ import hashlib
 import itertools
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,18 +159,15 @@ def to_dataset(cols: dict[str, list]):
 
 
 def _write_cache(ds, report: DataReport, cache_dir: Path) -> None:
-    # Written to a temp folder and renamed: an interrupted write is never mistaken for a cache hit.
-    cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir.parent))
+    from ..atomic import atomic_dir
+
+    # Written whole or not at all: an interrupted write is never mistaken for a cache hit.
     try:
-        ds.save_to_disk(str(tmp / "dataset"))
-        report.save(tmp / "report.json")
-        if cache_dir.exists():
-            shutil.rmtree(cache_dir, ignore_errors=True)
-        os.replace(tmp, cache_dir)
+        with atomic_dir(cache_dir) as tmp:
+            ds.save_to_disk(str(tmp / "dataset"))
+            report.save(tmp / "report.json")
     except OSError as e:  # a full disk or a read-only cache must not fail the run
         log.warning("could not cache the prepared dataset in %s: %s", cache_dir, e)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def save_prepared(prep: Prepared, output_dir: str | Path) -> Path:

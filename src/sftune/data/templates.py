@@ -100,53 +100,49 @@ _TOOLS_FOOTER = (
     "<tool_call></tool_call> XML tags:\\n<tool_call>\\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\\n</tool_call>"
 )
 
-# Qwen3's layout: tools in the system turn, tool results as <tool_response> blocks inside a user
-# turn (consecutive results share one), <think> reasoning. Unlike Qwen3's own template it keeps
-# the reasoning of earlier turns, so it does not rewrite history.
-QWEN3 = (
-    "{%- set first_system = messages and messages[0].role == 'system' %}"
-    "{%- if tools %}"
-    "{{- '<|im_start|>system\\n' }}{%- if first_system %}{{- messages[0].content ~ '\\n\\n' }}{%- endif %}"
-    "{{- '" + _TOOLS_HEADER + "' }}"
-    "{%- for tool in tools %}{{- '\\n' ~ (tool | tojson) }}{%- endfor %}"
-    "{{- '" + _TOOLS_FOOTER + "<|im_end|>\\n' }}"
-    "{%- elif first_system %}{{- '<|im_start|>system\\n' ~ messages[0].content ~ '<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- for message in messages %}"
-    "{%- if message.role == 'assistant' %}"
-    "{{- '<|im_start|>assistant\\n' }}" + _THINK + "{{- message.content }}" + _CALLS + "{{- '<|im_end|>\\n' }}"
-    "{%- elif message.role == 'tool' %}"
+
+def _chatml_with_tools(tools_header: str, tool_result: str) -> str:
+    """A ChatML template with tools listed in the system turn, ``<think>`` reasoning and ``<tool_call>``
+    calls: Qwen3's and Hermes' layouts differ only in the words before the tool list
+    (``tools_header``) and in how a tool result is written (``tool_result``, the Jinja for one
+    ``tool`` message)."""
+    return (
+        "{%- set first_system = messages and messages[0].role == 'system' %}"
+        "{%- if tools %}"
+        "{{- '<|im_start|>system\\n' }}{%- if first_system %}{{- messages[0].content ~ '\\n\\n' }}{%- endif %}"
+        "{{- '" + tools_header + "' }}"
+        "{%- for tool in tools %}{{- '\\n' ~ (tool | tojson) }}{%- endfor %}"
+        "{{- '" + _TOOLS_FOOTER + "<|im_end|>\\n' }}"
+        "{%- elif first_system %}{{- '<|im_start|>system\\n' ~ messages[0].content ~ '<|im_end|>\\n' }}"
+        "{%- endif %}"
+        "{%- for message in messages %}"
+        "{%- if message.role == 'assistant' %}"
+        "{{- '<|im_start|>assistant\\n' }}" + _THINK + "{{- message.content }}" + _CALLS + "{{- '<|im_end|>\\n' }}"
+        "{%- elif message.role == 'tool' %}" + tool_result +
+        "{%- elif not (message.role == 'system' and loop.first) %}"
+        "{{- '<|im_start|>' ~ message.role ~ '\\n' ~ message.content ~ '<|im_end|>\\n' }}"
+        "{%- endif %}"
+        "{%- endfor %}" + _GENERATION
+    )
+
+
+# Qwen3's layout: tool results as <tool_response> blocks inside a user turn (consecutive results
+# share one). Unlike Qwen3's own template it keeps the reasoning of earlier turns, so it does not
+# rewrite history.
+QWEN3 = _chatml_with_tools(
+    _TOOLS_HEADER,
     "{%- if loop.first or messages[loop.index0 - 1].role != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}"
     "{{- '\\n<tool_response>\\n' ~ message.content ~ '\\n</tool_response>' }}"
-    "{%- if loop.last or messages[loop.index0 + 1].role != 'tool' %}{{- '<|im_end|>\\n' }}{%- endif %}"
-    "{%- elif not (message.role == 'system' and loop.first) %}"
-    "{{- '<|im_start|>' ~ message.role ~ '\\n' ~ message.content ~ '<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}" + _GENERATION
+    "{%- if loop.last or messages[loop.index0 + 1].role != 'tool' %}{{- '<|im_end|>\\n' }}{%- endif %}",
 )
 
 # Hermes 2 Pro's layout (NousResearch): the same <tool_call> JSON calls, tool results in a turn of
 # their own role "tool" as <tool_response> blocks.
-HERMES = (
-    "{%- set first_system = messages and messages[0].role == 'system' %}"
-    "{%- if tools %}"
-    "{{- '<|im_start|>system\\n' }}{%- if first_system %}{{- messages[0].content ~ '\\n\\n' }}{%- endif %}"
-    "{{- 'You are a function calling AI model. You are provided with function signatures within <tools></tools> XML "
+HERMES = _chatml_with_tools(
+    "You are a function calling AI model. You are provided with function signatures within <tools></tools> XML "
     "tags. You may call one or more functions to assist with the user query. Don\\'t make assumptions about what "
-    "values to plug into functions.\\n<tools>' }}"
-    "{%- for tool in tools %}{{- '\\n' ~ (tool | tojson) }}{%- endfor %}"
-    "{{- '" + _TOOLS_FOOTER + "<|im_end|>\\n' }}"
-    "{%- elif first_system %}{{- '<|im_start|>system\\n' ~ messages[0].content ~ '<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- for message in messages %}"
-    "{%- if message.role == 'assistant' %}"
-    "{{- '<|im_start|>assistant\\n' }}" + _THINK + "{{- message.content }}" + _CALLS + "{{- '<|im_end|>\\n' }}"
-    "{%- elif message.role == 'tool' %}"
-    "{{- '<|im_start|>tool\\n<tool_response>\\n' ~ message.content ~ '\\n</tool_response><|im_end|>\\n' }}"
-    "{%- elif not (message.role == 'system' and loop.first) %}"
-    "{{- '<|im_start|>' ~ message.role ~ '\\n' ~ message.content ~ '<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}" + _GENERATION
+    "values to plug into functions.\\n<tools>",
+    "{{- '<|im_start|>tool\\n<tool_response>\\n' ~ message.content ~ '\\n</tool_response><|im_end|>\\n' }}",
 )
 
 BUILTIN_TEMPLATES = {

@@ -135,6 +135,10 @@ def generate_file(
 
     Returns ``{"rows", "skipped_existing", "generated", "dropped", "dropped_by_reason", "output"}``.
     """
+    from ..errors import ConfigError
+
+    if batch_size < 1:  # checked before the prompts are read: a bad setting fails at once
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}", field="batch_size", fix="pass --batch-size 1 or more")
     output_path = Path(output_path)
     convs, report = prompts or read_prompts(input_path, format=format, system_prompt=system_prompt, skip_bad_rows=skip_bad_rows)
     k = sampling.get("num_return_sequences", 1)

@@ -84,12 +84,9 @@ def cmd_chat(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from ..errors import ConfigError
     from .generate import generate_file, read_prompts
 
     opts = _sampling(args, GENERATE_FLAGS, {})
-    if args.batch_size < 1:
-        raise ConfigError("--batch-size must be >= 1", field="batch_size")
     # Read the prompts before loading the model: bad input is reported in a second, not after the load.
     fmt = args.format or "auto"
     prompts = read_prompts(args.input, format=fmt, system_prompt=args.system_prompt, skip_bad_rows=args.skip_bad_rows)

@@ -55,48 +55,37 @@ def encode_prompt(tokenizer, conv, **render) -> list[int]:
     return tokenizer(render_prompt(tokenizer, conv, **render), add_special_tokens=False)["input_ids"]
 
 
-def generation_kwargs(
-    model,
-    tokenizer,
-    *,
-    max_new_tokens: int = 256,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    top_k: int = 0,
-    repetition_penalty: float = 1.0,
-    num_return_sequences: int = 1,
-    frequency_penalty: float = 0.0,
-    presence_penalty: float = 0.0,
-    logit_bias: dict | None = None,
-) -> dict:
+def generation_kwargs(model, tokenizer, **sampling) -> dict:
     """Keyword arguments for ``model.generate``: greedy when ``temperature == 0``, else sampling.
 
-    The arguments are :class:`~sftune.options.SamplingOptions`' (checked there; pass
-    ``**opts.generation_args()``). The model's own generation_config may ask for sampling;
-    greedy here means greedy, so the sampling knobs are explicitly switched off rather than left
-    to the saved config. Frequency/presence penalties and logit_bias become logits processors
+    ``sampling`` is :class:`~sftune.options.SamplingOptions`' fields (checked and defaulted
+    there; pass ``**opts.generation_args()``) except ``seed`` and ``stop``, which the callers
+    apply around ``generate``. The model's own generation_config may ask for sampling; greedy
+    here means greedy, so the sampling knobs are explicitly switched off rather than left to the
+    saved config. Frequency/presence penalties and logit_bias become logits processors
     (:mod:`sftune.infer.logits`); logit_bias ids outside the model's vocabulary are refused.
     """
     from ..options import SamplingOptions
     from .logits import sampling_processors
 
-    opts = SamplingOptions(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-                           repetition_penalty=repetition_penalty, num_return_sequences=num_return_sequences,
-                           frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, logit_bias=logit_bias)
+    applied_elsewhere = sorted({"seed", "stop"} & set(sampling))
+    if applied_elsewhere:  # accepting them here would drop them silently
+        raise TypeError(f"generation_kwargs() does not apply {applied_elsewhere}: seed goes to generate_texts or stream_generate, stop to stream_generate")
+    opts = SamplingOptions(**sampling)
     opts.check_vocab(vocab_size(model, tokenizer))
     from ..model.padding import pad_id
 
     eos = _eos_ids(model, tokenizer)
     kw = dict(
-        max_new_tokens=max_new_tokens,
-        do_sample=temperature > 0,
-        num_return_sequences=num_return_sequences,
+        max_new_tokens=opts.max_new_tokens,
+        do_sample=opts.temperature > 0,
+        num_return_sequences=opts.num_return_sequences,
         eos_token_id=eos,
         pad_token_id=pad_id(tokenizer, eos),
-        repetition_penalty=repetition_penalty,
+        repetition_penalty=opts.repetition_penalty,
     )
-    if temperature > 0:
-        kw.update(temperature=temperature, top_p=top_p, top_k=top_k)
+    if opts.temperature > 0:
+        kw.update(temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k)
     else:
         kw.update(temperature=None, top_p=None, top_k=None)
     processors = sampling_processors(frequency_penalty=opts.frequency_penalty, presence_penalty=opts.presence_penalty,
@@ -236,26 +225,21 @@ def generate_texts(
     tokenizer,
     conversations: Iterable,
     *,
-    max_new_tokens: int = 256,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    top_k: int = 0,
-    repetition_penalty: float = 1.0,
-    num_return_sequences: int = 1,
     batch_size: int = 8,
     seed: int | None = None,
     progress: bool = False,
     tools: list | None = None,
     template_kwargs: dict | None = None,
     tool_format=None,
-    **penalties,
+    **sampling,
 ) -> list[list[dict]]:
     """Answer each conversation; returns, per input, ``num_return_sequences`` dicts
     ``{"text", "prompt_tokens", "completion_tokens", "finish_reason"}`` in input order.
 
     Prompts are sorted by length before batching (less padding) and padded on the left, so
-    every row's answer starts right after its own prompt. ``penalties`` are
-    :func:`generation_kwargs`' ``frequency_penalty``, ``presence_penalty`` and ``logit_bias``.
+    every row's answer starts right after its own prompt. ``sampling`` is
+    :func:`generation_kwargs`' arguments (``max_new_tokens``, ``temperature``, ...,
+    ``num_return_sequences``; e.g. ``**SamplingOptions(...).generation_args()``).
     ``tools`` and ``template_kwargs`` go to the chat template; with a ``tool_format`` (a name, a
     declared format, ``"auto"`` to detect it from the template) each answer also gets
     ``message``: the reply read into ``content``, ``reasoning_content`` and ``tool_calls``.
@@ -268,11 +252,8 @@ def generate_texts(
         return []
     if seed is not None:
         torch.manual_seed(seed)
-    gen_kw = generation_kwargs(
-        model, tokenizer, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-        repetition_penalty=repetition_penalty, num_return_sequences=num_return_sequences, **penalties,
-    )
-    eos, pad_id = gen_kw["eos_token_id"], gen_kw["pad_token_id"]
+    gen_kw = generation_kwargs(model, tokenizer, **sampling)
+    eos, pad_id, num_return_sequences = gen_kw["eos_token_id"], gen_kw["pad_token_id"], gen_kw["num_return_sequences"]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
     device = next(model.parameters()).device
     results: list[list[dict] | None] = [None] * len(encoded)

@@ -18,8 +18,11 @@ ServingOptions      serve
 ToolUseOptions      chat, generate, serve (tools, template variables, call format)
 ExportOptions       export (GGUF)
 UIOptions           ui
+FilterOptions       curate filter
 DedupOptions,       curate dedup, curate decontaminate
 DecontaminateOptions
+DistillOptions,     curate distill, curate best-of-k: SamplingOptions with their own defaults
+BestOfKOptions      (not in GROUPS: a form shows the sampling group with these defaults)
 ==================  ==========================================================
 
 :func:`describe_schema` lists every field of every group as plain data, for forms.
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from .base import OptionGroup, describe_schema, field_help
-from .curation import DecontaminateOptions, DedupOptions
+from .curation import BestOfKOptions, DecontaminateOptions, DedupOptions, DistillOptions, FilterOptions
 from .data import DataOptions, DataSource, Format, MaskPolicy
 from .evaluation import EvaluationOptions
 from .export import ExportOptions, UIOptions
@@ -48,11 +51,12 @@ from .yaml_file import load_config, save_config
 GROUPS = {
     g.group_name: g
     for g in (ModelOptions, DataOptions, MethodOptions, TrainingOptions, SamplingOptions, EvaluationOptions,
-              ServingOptions, ToolUseOptions, ExportOptions, UIOptions, DedupOptions, DecontaminateOptions)
+              ServingOptions, ToolUseOptions, ExportOptions, UIOptions, FilterOptions, DedupOptions,
+              DecontaminateOptions)
 }
 
 __all__ = [
-    "GROUPS", "ConfigError", "DataOptions", "DataSource", "DecontaminateOptions", "DedupOptions", "EvaluationOptions", "ExportOptions", "UIOptions",
-    "Format", "MaskPolicy", "Method", "MethodOptions", "ModelOptions", "OptionGroup", "Precision", "SFTConfig",
+    "GROUPS", "BestOfKOptions", "ConfigError", "DataOptions", "DataSource", "DecontaminateOptions", "DedupOptions", "DistillOptions", "EvaluationOptions", "ExportOptions", "UIOptions",
+    "FilterOptions", "Format", "MaskPolicy", "Method", "MethodOptions", "ModelOptions", "OptionGroup", "Precision", "SFTConfig",
     "SamplingOptions", "ServingOptions", "ToolUseOptions", "TrainingOptions", "describe_schema", "field_help", "load_config", "save_config",
 ]

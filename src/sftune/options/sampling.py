@@ -105,11 +105,23 @@ class SamplingOptions(OptionGroup):
                               field="logit_bias", fix="use ids from the model's tokenizer, e.g. tokenizer.encode('word')")
 
     def generation_args(self) -> dict:
-        """The keyword arguments :func:`sftune.infer.generate.generation_kwargs` takes (no seed or stop)."""
-        return self.model_dump(exclude={"seed", "stop"})
+        """The keyword arguments :func:`sftune.infer.generate.generation_kwargs` takes (no seed or stop).
+
+        Only the sampling fields: a command's options built on this type (distill's batch size)
+        stay out.
+        """
+        return self.model_dump(include=set(SamplingOptions.model_fields) - {"seed", "stop"})
 
 
-#: Defaults per command where they differ from the type's (chat samples; the others are greedy).
+def sampling_field(name: str, default):
+    """A :class:`SamplingOptions` field with a command's own default: the same help and aliases.
+
+    >>> sampling_field("max_new_tokens", 512).description
+    "Longest answer in tokens; an answer cut here ends with finish_reason 'length'."
+    """
+    f = SamplingOptions.model_fields[name]
+    return Field(default=default, description=f.description, validation_alias=f.validation_alias)
+
+
+#: Chat's defaults where they differ from the type's (chat samples; generate and serve are greedy).
 CHAT_DEFAULTS = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 512, "repetition_penalty": 1.1}
-DISTILL_DEFAULTS = {"max_new_tokens": 512, "seed": 0}
-BEST_OF_K_DEFAULTS = {"temperature": 0.8, "max_new_tokens": 512, "seed": 0}
