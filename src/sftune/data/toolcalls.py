@@ -91,15 +91,19 @@ def normalize_tool_call(call) -> dict:
     return out
 
 
-def normalize_tool_calls(value) -> list[dict]:
-    """A message's calls (a list, one call object, or a JSON string of either) in OpenAI form."""
+def _json_list(value, what: str, hint: str):
+    """``value`` decoded when it is JSON text, and a single object wrapped in a list (datasets store both)."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError as e:
-            raise ToolCallError("tool calls are not valid JSON", f"{e.msg} at char {e.pos}") from None
-    if isinstance(value, dict):
-        value = [value]
+            raise ToolCallError(f"{what} are not valid JSON", f"{e.msg} at char {e.pos}{hint}") from None
+    return [value] if isinstance(value, dict) else value
+
+
+def normalize_tool_calls(value) -> list[dict]:
+    """A message's calls (a list, one call object, or a JSON string of either) in OpenAI form."""
+    value = _json_list(value, "tool calls", "")
     if not isinstance(value, list):
         raise ToolCallError("tool calls are not a list", f"got {_kind(value)}")
     return [normalize_tool_call(c) for c in value]
@@ -123,15 +127,9 @@ def normalize_tools(value) -> list[dict]:
     form ``{"type": "function", "function": {"name", "description"?, "parameters"?}}``. A bare
     function schema ``{"name", ...}`` is wrapped, so training renders the tools the way an OpenAI
     request renders them at inference."""
-    if isinstance(value, str):
-        if not value.strip():
-            return []
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise ToolCallError("tools are not valid JSON", f"{e.msg} at char {e.pos}; give a list of JSON schemas") from None
-    if isinstance(value, dict):
-        value = [value]
+    if isinstance(value, str) and not value.strip():
+        return []
+    value = _json_list(value, "tools", "; give a list of JSON schemas")
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
         bad = value if not isinstance(value, list) else next(t for t in value if not isinstance(t, dict))
         raise ToolCallError("tools are not a list of objects", f"found {_kind(bad)}; give [{{\"type\": \"function\", \"function\": {{\"name\": ..., \"parameters\": ...}}}}, ...]")
