@@ -8,12 +8,14 @@ import sys
 import sftune
 
 API = [
-    "BestOfKOptions", "ChatSession", "ConfigError", "Conversation", "CurateReport", "DataError", "DataOptions", "DataSource",
-    "DecontaminateOptions", "DedupOptions", "DistillOptions", "EvaluationOptions", "FilterRules", "MergeError", "Message",
-    "MethodError", "MethodOptions", "ModelLoadError", "ModelOptions", "SFTConfig", "SamplingOptions", "ServingOptions",
-    "SftuneError", "TemplateError", "TrainingOptions", "best_of_k", "chat", "create_app", "decontaminate", "dedup",
-    "describe_schema", "distill", "evaluate", "filter", "generate", "generate_file", "load_config", "load_for_inference",
-    "merge", "mix", "prepare", "save_config", "save_prepared", "serve", "train", "__version__",
+    "BestOfKOptions", "ChatSession", "ConfigError", "Conversation", "CurateReport", "DataError", "DataOptions",
+    "DataSource", "DecontaminateOptions", "DedupOptions", "DistillOptions", "EvaluationOptions", "ExportError",
+    "ExportOptions", "FilterOptions", "FilterRules", "MergeError", "Message", "MethodError", "MethodOptions",
+    "ModelLoadError", "ModelOptions", "SFTConfig", "SamplingOptions", "ServingOptions", "SftuneError",
+    "TemplateError", "ToolUseOptions", "TrainingOptions", "UIOptions", "best_of_k", "chat", "create_app",
+    "decontaminate", "dedup", "describe_schema", "distill", "evaluate", "export_gguf", "filter", "generate",
+    "generate_file", "launch_ui", "load_config", "load_for_inference", "merge", "mix", "parse_tool_reply", "prepare",
+    "save_config", "save_prepared", "serve", "train", "__version__",
 ]
 
 

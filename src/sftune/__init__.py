@@ -77,6 +77,15 @@ _EXPORTS = {
     "ModelLoadError": ("sftune.model.loading", "ModelLoadError"),
     "MethodError": ("sftune.model.methods", "MethodError"),
     "MergeError": ("sftune.infer.merge", "MergeError"),
+    "ExportError": ("sftune.export.errors", "ExportError"),
+    # tool calling, export, the web UI
+    "ToolUseOptions": ("sftune.options", "ToolUseOptions"),
+    "FilterOptions": ("sftune.options", "FilterOptions"),
+    "ExportOptions": ("sftune.options", "ExportOptions"),
+    "UIOptions": ("sftune.options", "UIOptions"),
+    "parse_tool_reply": ("sftune.infer.toolcalls", "parse_output"),
+    "export_gguf": ("sftune.export", "export_gguf"),
+    "launch_ui": ("sftune.ui", "launch"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
