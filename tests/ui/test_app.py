@@ -10,7 +10,6 @@ pytest.importorskip("gradio", reason="the web app needs gradio: pip install 'sft
 
 from sftune.ui.access import AccessError  # noqa: E402
 from sftune.ui.app import build_app, launch  # noqa: E402
-from sftune.ui.tools_page import has_command  # noqa: E402
 
 
 def free_port() -> int:
@@ -58,9 +57,19 @@ def test_serves_on_loopback_with_auth(tmp_path):
         app.close()
 
 
-def test_export_is_reported_when_missing():
-    assert has_command("merge") and has_command("eval")
-    assert has_command("export") in (True, False)
+def test_the_jobs_the_pages_start_are_real_commands(tmp_path):
+    """Evaluate and Export run `sftune eval/merge/export`: their argument lists parse with the real CLI."""
+    from sftune.cli import build_parser
+    from sftune.ui.tools_page import GGUF_QUANTS, eval_command, export_command
+
+    p = build_parser()
+    a = p.parse_args(eval_command(tmp_path, questions=False, forgetting=True, max_new_tokens=7))
+    assert (a.command, a.model, a.output, a.max_new_tokens) == ("eval", str(tmp_path), str(tmp_path / "eval"), 7)
+    assert p.parse_args(export_command(tmp_path, "merge")).command == "merge"
+    for quant in GGUF_QUANTS:
+        a = p.parse_args(export_command(tmp_path, "export", quant, force=True, ollama=True))
+        assert (a.command, a.quant, a.force, a.ollama) == ("export", quant, True, True)
+        assert a.output == str(tmp_path / f"{tmp_path.name}-{quant}.gguf")
 
 
 def test_train_form_tabs_are_the_option_groups_and_export_has_quants(tmp_path):

@@ -177,3 +177,11 @@ def test_bad_export_names_the_quants():
     with pytest.raises(Exception, match="q8_0") as e:
         validate({"export": "gguf:nope"})
     assert "nope" in str(e.value)
+
+
+def test_form_knows_the_train_flags():
+    flags = form._train_flags()
+    assert sorted(flags) == sorted(TRAIN_KEYS)
+    assert set(form.YAML_ONLY) == set(SFTConfig.model_fields) - set(TRAIN_KEYS)
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    assert {a.dest: type(a).__name__ for a in sub._actions if a.dest in flags} == flags

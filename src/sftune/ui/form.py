@@ -242,14 +242,22 @@ def to_command(values: dict, specs: list[FieldSpec]) -> str:
     return cmd
 
 
+#: Run-config fields ``sftune train`` has no flag for (transformers' own TrainingArguments pass
+#: through only in the YAML file); test_form checks this against the CLI's TRAIN_KEYS.
+YAML_ONLY = ("training_args",)
+
+
 @functools.lru_cache(maxsize=1)
 def _train_flags() -> dict[str, str]:
-    """Field -> the class name of its ``sftune train`` argparse action (the parser is the judge of
-    what a command line can carry, so the command shown always parses back to the same config)."""
-    from ..cli import build_parser
+    """Field -> the class name of its ``sftune train`` argparse action, from the same flag builder the
+    CLI uses (so the command shown parses back to the same config, whatever the builder does)."""
+    import argparse
 
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    return {a.dest: type(a).__name__ for a in sub.choices["train"]._actions if a.option_strings}
+    from ..commands.flags import add_config_args
+
+    p = argparse.ArgumentParser(add_help=False)
+    add_config_args(p, [n for n in SCHEMA.model_fields if n not in YAML_ONLY])
+    return {a.dest: type(a).__name__ for a in p._actions if a.option_strings}
 
 
 def _flow(value) -> str:

@@ -9,14 +9,6 @@ from . import processes, runs
 from .access import PathGuard
 
 
-def has_command(name: str) -> bool:
-    """Whether this sftune has the CLI command ``name`` (GGUF export arrives in a later version)."""
-    from ..cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    return name in sub.choices
-
-
 def job_view(run_dir: str | None, job: str, result: str | None = None):
     """(status line, log tail, result Markdown) of a job in ``run_dir``."""
     if not run_dir:
@@ -32,14 +24,18 @@ def job_view(run_dir: str | None, job: str, result: str | None = None):
     return line, processes.log_tail(run_dir, job, 30), body
 
 
+def eval_command(folder: Path, questions: bool = True, forgetting: bool = True, max_new_tokens: int = 128) -> list[str]:
+    """The ``sftune eval`` arguments for a run (report in RUN/eval)."""
+    args = ["eval", "--model", str(folder), "--output", str(folder / "eval"), "--max-new-tokens", str(int(max_new_tokens))]
+    return args + ([] if questions else ["--no-questions"]) + ([] if forgetting else ["--no-forgetting"])
+
+
 def start_eval(guard: PathGuard, run: str, questions: bool = True, forgetting: bool = True, max_new_tokens: int = 128) -> str:
     """Start ``sftune eval`` on a run (report in RUN/eval); returns what to show."""
     try:
         folder = guard.output_dir(run or "", what="run folder")
-        args = ["eval", "--model", str(folder), "--output", str(folder / "eval"), "--max-new-tokens", str(int(max_new_tokens))]
-        args += [] if questions else ["--no-questions"]
-        args += [] if forgetting else ["--no-forgetting"]
-        processes.start(processes.sftune_command(*args), folder, "eval", cwd=guard.base)
+        processes.start(processes.sftune_command(*eval_command(folder, questions, forgetting, max_new_tokens)), folder, "eval",
+                        cwd=guard.base)
     except Exception as e:  # shown in the page
         return f"**Could not start the evaluation:** {e}"
     return "evaluation started"
