@@ -46,13 +46,13 @@ def walk(url: str, model_dir: str, shots: Path, timeout_s: float = 300, max_step
         expect(page.locator("#opt-model textarea, #opt-model input").first).to_have_value(model_dir)
         form.get_by_role("tab", name="Data").click()
         expect(page.locator("#opt-data textarea")).to_have_value(re.compile(r"identity\.jsonl"))
-        form.get_by_role("tab", name="Evaluation, logging and checkpoints").click()
-        for name, value in {"logging_steps": "1", "save_steps": "1"}.items():
+        # The form's tabs are the schema's option groups: model, data, method, training.
+        expect(form.get_by_role("tab")).to_have_text(["Model", "Data", "Method", "Training"])
+        form.get_by_role("tab", name="Training").click()
+        for name, value in {"max_steps": str(max_steps), "per_device_train_batch_size": "4",
+                            "logging_steps": "1", "save_steps": "1"}.items():
             _fill(page, f"#opt-{name} input", value)
         _fill(page, "#opt-report_to textarea", "none")
-        form.get_by_role("tab", name="Training").click()
-        for name, value in {"max_steps": str(max_steps), "per_device_train_batch_size": "4"}.items():
-            _fill(page, f"#opt-{name} input", value)
         expect(page.locator("#form-cmd")).to_contain_text(f"--max-steps {max_steps}")
         page.locator("#run-start").click()
         expect(page.locator("#run-message")).to_contain_text("started", timeout=30_000)

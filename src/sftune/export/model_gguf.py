@@ -88,7 +88,7 @@ def _load_merged(model: str, path: str, adapter: bool, cache_dir, trust_remote_c
         if peft_type in _NOT_MERGEABLE:
             raise ExportError(f"{path}: a {peft_type.lower()} adapter adds virtual tokens instead of changing weights; "
                               "llama.cpp cannot run it\n  fix: train with --method lora (or full) to export")
-    m, tok = load_for_inference(model, dtype=torch.float32, cache_dir=cache_dir, device="cpu", trust_remote_code=trust_remote_code)
+    m, tok = load_for_inference(model, precision=torch.float32, cache_dir=cache_dir, device="cpu", trust_remote_code=trust_remote_code)
     gen = getattr(m, "generation_config", None)
     if adapter:
         m = m.merge_and_unload()  # in float32: W + scale * B @ A, rounded once when encoded

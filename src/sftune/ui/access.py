@@ -99,8 +99,9 @@ class PathGuard:
 
 #: Config fields that name files or folders, and how each is read: checked against the workdir
 #: before a run starts. ``ref``: a model/dataset name or a path; ``template``: a name, a Jinja
-#: string or a .jinja file; ``dir``: always a path.
-PATH_FIELDS = {"model": "ref", "data": "sources", "eval_data": "sources", "template": "template", "cache_dir": "dir"}
+#: string or a .jinja file; ``dir``: always a path (eval_tools: the JSON file of tool schemas).
+PATH_FIELDS = {"model": "ref", "data": "sources", "eval_data": "sources", "template": "template", "cache_dir": "dir",
+               "eval_tools": "dir"}
 
 
 def confine_config(values: dict, guard: PathGuard) -> dict:

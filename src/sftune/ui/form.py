@@ -3,7 +3,8 @@
 :func:`field_specs` reads a model class generically (annotation, default, docstring); the widget
 follows the type: ``Literal`` -> dropdown, ``bool`` -> checkbox, ``int``/``float`` -> number,
 ``list[str]`` -> one item per line, a list of sub-models -> one item per line (a plain value or a
-``{key: value}`` mapping), ``dict`` -> YAML. The values a person typed go back through the schema
+``{key: value}`` mapping), ``dict`` -> a small YAML box, ``str | dict`` -> a name or a ``{key: value}``
+mapping on one line. The values a person typed go back through the schema
 itself, so the page validates exactly as the CLI and YAML do.
 
 >>> from sftune.config import SFTConfig
@@ -16,6 +17,7 @@ itself, so the page validates exactly as the CLI and YAML do.
 
 from __future__ import annotations
 
+import functools
 import shlex
 import types
 import typing
@@ -25,25 +27,33 @@ import yaml
 from pydantic import BaseModel
 
 from ..config import SFTConfig
+from ..options import GROUPS as OPTION_GROUPS
+from ..options import describe_schema
 
-#: How the Train page groups the schema's fields: the one place to change when the schema is split
-#: into option groups (each title would then be an options class and its fields that class's).
-#: Fields not listed here still appear, under "Other", so a new option is never hidden.
-GROUPS: dict[str, list[str]] = {
-    "Model": ["model", "precision", "attn_implementation", "trust_remote_code", "custom_architecture", "save_dtype"],
-    "Data": ["data", "eval_data", "eval_split", "format", "template", "mask", "max_length", "system_prompt",
-             "strict", "packing", "packed_micro_batch", "group_by_length", "cache_dir"],
-    "Method": ["method", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "num_virtual_tokens",
-               "trainable_modules", "neftune_alpha", "merge"],
-    "Training": ["learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-                 "gradient_accumulation_steps", "warmup_ratio", "weight_decay", "lr_scheduler_type",
-                 "gradient_checkpointing", "seed"],
-    "Evaluation, logging and checkpoints": ["per_device_eval_batch_size", "eval_steps", "logging_steps", "save_steps",
-                                            "save_total_limit", "report_to", "eval_questions", "training_args"],
-}
-#: Fields the page sets itself (the run folder, resuming) rather than through the form.
+#: The option groups a run config is made of (SFTConfig = model + data + method + training), one
+#: Train tab each. The fields of a tab are that group's own fields as the schema declares them
+#: (:func:`sftune.options.describe_schema`), so a new option appears in the page by itself.
+FORM_GROUPS = ("model", "data", "method", "training")
+#: Fields the page sets itself rather than through the form: the run folder box (output_dir) and
+#: the Resume button (resume), which act on the run chosen in the page.
 RUN_FIELDS = ("output_dir", "resume")
 SCHEMA: type[BaseModel] = SFTConfig
+
+
+def schema_groups(names=FORM_GROUPS) -> dict[str, list[str]]:
+    """Option group name -> its own field names, in declaration order, straight from the schema.
+
+    >>> list(schema_groups())
+    ['model', 'data', 'method', 'training']
+    >>> "lora_r" in schema_groups()["method"]
+    True
+    """
+    return {d["group"]: [f["name"] for f in d["fields"]] for d in describe_schema(*(OPTION_GROUPS[n] for n in names))}
+
+
+def group_help(name: str) -> str:
+    """The first line of an option group's docstring, shown at the top of its tab."""
+    return (OPTION_GROUPS[name].__doc__ or "").strip().split("\n")[0]
 
 
 @dataclass
@@ -51,7 +61,7 @@ class FieldSpec:
     """What a form needs to know about one schema field."""
 
     name: str
-    kind: str  # choice | bool | int | float | text | lines | items | mapping
+    kind: str  # choice | bool | int | float | text | lines | items | mapping | name_or_mapping
     default: object
     help: str
     choices: list | None = None
@@ -63,6 +73,8 @@ def _strip_optional(ann) -> tuple[object, bool]:
         args = [a for a in typing.get_args(ann) if a is not type(None)]
         if len(args) == 1:
             return args[0], True
+        if len(args) < len(typing.get_args(ann)):  # str | dict | None: still optional, kind from the rest
+            return typing.Union[tuple(args)], True
     return ann, False
 
 
@@ -79,6 +91,8 @@ def _kind(ann) -> tuple[str, list | None]:
         return ("items", None) if isinstance(inner, type) and issubclass(inner, BaseModel) else ("lines", None)
     if origin is dict:
         return "mapping", None
+    if origin in (typing.Union, types.UnionType) and str in args and any(typing.get_origin(a) is dict for a in args):
+        return "name_or_mapping", None  # tool_format: a name (hermes) or a declared {key: value} format
     return "text", None
 
 
@@ -93,13 +107,15 @@ def field_specs(model_cls: type[BaseModel] = SCHEMA) -> list[FieldSpec]:
     return out
 
 
-def grouped(specs: list[FieldSpec], groups: dict[str, list[str]] = GROUPS) -> list[tuple[str, list[FieldSpec]]]:
-    """``specs`` arranged by ``groups``; unlisted fields (except the run's own) go to "Other"."""
+def grouped(specs: list[FieldSpec], groups: dict[str, list[str]] | None = None) -> list[tuple[str, list[FieldSpec]]]:
+    """``specs`` arranged by option group (default :func:`schema_groups`); a field of no group
+    (other than the run's own) goes to "other", so an option is never hidden."""
+    groups = schema_groups() if groups is None else groups
     by_name = {s.name: s for s in specs}
-    out = [(title, [by_name[n] for n in names if n in by_name]) for title, names in groups.items()]
+    out = [(title, [by_name[n] for n in names if n in by_name and n not in RUN_FIELDS]) for title, names in groups.items()]
     listed = {n for names in groups.values() for n in names} | set(RUN_FIELDS)
     rest = [s for s in specs if s.name not in listed]
-    return [(t, ss) for t, ss in out + [("Other", rest)] if ss]
+    return [(t, ss) for t, ss in out + [("other", rest)] if ss]
 
 
 # ---- values <-> widgets ----------------------------------------------------------------------
@@ -110,7 +126,9 @@ def to_widget_value(spec: FieldSpec, value):
         return "\n".join(i if isinstance(i, str) else _item_text(i) for i in items)
     if spec.kind == "mapping":
         return yaml.safe_dump(value, sort_keys=False).strip() if value else ""
-    if spec.kind == "text" or (spec.kind in ("int", "float") and spec.optional):
+    if spec.kind == "name_or_mapping" and isinstance(value, dict):
+        return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6).strip()
+    if spec.kind in ("text", "name_or_mapping") or (spec.kind in ("int", "float") and spec.optional):
         return "" if value is None else str(value)
     return value
 
@@ -134,6 +152,20 @@ def from_widget_value(spec: FieldSpec, value):
         loaded = yaml.safe_load(value) if (value or "").strip() else {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{spec.name}: expected 'key: value' lines (YAML mapping), got {value!r}")
+        return loaded
+    if spec.kind == "name_or_mapping":
+        text = (value or "").strip()
+        if not text:
+            return None
+        if not text.startswith("{"):
+            return text
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"{spec.name}: a name such as hermes, or a mapping such as "
+                             f"{{call_start: '<tool_call>', call_end: '</tool_call>'}}; could not read {value!r}: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{spec.name}: expected a name or a {{key: value}} mapping, got {value!r}")
         return loaded
     if spec.kind == "text":
         return value if value not in ("", None) else (None if spec.optional else "")
@@ -174,15 +206,27 @@ def to_yaml(values: dict) -> str:
 
 
 def to_command(values: dict, specs: list[FieldSpec]) -> str:
-    """The ``sftune train`` command line with the same settings (dict fields need the YAML file)."""
+    """The ``sftune train`` command line with the same settings.
+
+    A mapping is written as ``KEY=VALUE`` items (each value as YAML, so ``false`` stays a boolean)
+    where the train parser reads its flag that way; one it cannot take (training_args has no flag)
+    is left to the YAML file, and the command says so.
+    """
+    flags = _train_flags()
     kinds = {s.name: s for s in specs}
-    parts = ["sftune", "train"]
+    parts, yaml_only = ["sftune", "train"], []
     for name, value in values.items():
         flag = "--" + name.replace("_", "-")
         spec = kinds.get(name)
-        if spec is None or spec.kind == "mapping":
+        if spec is None:
             continue
-        if spec.kind == "bool":
+        if name not in flags or (spec.kind == "mapping" and flags[name] != "KeyValues"):
+            yaml_only.append(name)
+        elif spec.kind == "mapping":
+            parts += [flag, *(f"{k}={_flow(v)}" for k, v in value.items())] if value else []
+        elif spec.kind == "name_or_mapping" and isinstance(value, dict):
+            parts += [flag, _flow(value)]
+        elif spec.kind == "bool":
             parts.append(flag if value else "--no-" + name.replace("_", "-"))
         elif spec.kind == "items":
             for item in value:
@@ -193,9 +237,32 @@ def to_command(values: dict, specs: list[FieldSpec]) -> str:
         elif value is not None:
             parts += [flag, str(value)]
     cmd = " ".join(shlex.quote(p) for p in parts)
-    if any(kinds.get(n) is not None and kinds[n].kind == "mapping" for n in values):
-        cmd += "   # plus training_args: only in the YAML file (sftune train config.yaml)"
+    if yaml_only:
+        cmd += f"   # plus {', '.join(yaml_only)}: only in the YAML file (sftune train config.yaml)"
     return cmd
+
+
+#: Run-config fields ``sftune train`` has no flag for (transformers' own TrainingArguments pass
+#: through only in the YAML file); test_form checks this against the CLI's TRAIN_KEYS.
+YAML_ONLY = ("training_args",)
+
+
+@functools.lru_cache(maxsize=1)
+def _train_flags() -> dict[str, str]:
+    """Field -> the class name of its ``sftune train`` argparse action, from the same flag builder the
+    CLI uses (so the command shown parses back to the same config, whatever the builder does)."""
+    import argparse
+
+    from ..commands.flags import add_config_args
+
+    p = argparse.ArgumentParser(add_help=False)
+    add_config_args(p, [n for n in SCHEMA.model_fields if n not in YAML_ONLY])
+    return {a.dest: type(a).__name__ for a in p._actions if a.option_strings}
+
+
+def _flow(value) -> str:
+    """A value as one line of YAML (``false``, ``3``, ``{a: 1}``), as the command line reads it back."""
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6).removesuffix("\n...\n").strip()
 
 
 # ---- gradio widgets ----------------------------------------------------------------------------
@@ -215,4 +282,6 @@ def make_widget(spec: FieldSpec):
         return gr.Number(value=value, precision=0 if spec.kind == "int" else None, **kw)
     if spec.kind in ("lines", "items", "mapping"):
         return gr.Textbox(value=value, lines=2, max_lines=8, placeholder="one per line" if spec.kind != "mapping" else "key: value", **kw)
+    if spec.kind == "name_or_mapping":
+        return gr.Textbox(value=value, lines=1, placeholder="a name, or {key: value, ...}; empty = detect", **kw)
     return gr.Textbox(value=value, lines=1, **kw)

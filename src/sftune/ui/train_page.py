@@ -11,7 +11,8 @@ from pathlib import Path
 from . import runs
 from .access import PathGuard, confine_config
 from .form import (
-    RUN_FIELDS, changed_values, field_specs, grouped, make_widget, to_command, to_widget_value, to_yaml, validate,
+    OPTION_GROUPS, RUN_FIELDS, changed_values, field_specs, group_help, grouped, make_widget, to_command, to_widget_value,
+    to_yaml, validate,
 )
 
 REFRESH_SECONDS = 2.0
@@ -55,8 +56,11 @@ def build(guard: PathGuard, runs_root: Path):
     with gr.Row():
         with gr.Column(scale=3):
             with gr.Tabs(elem_id="train-form"):
-                for title, group in grouped(specs):
-                    with gr.Tab(title):
+                # One tab per option group of the schema (model, data, method, training), headed by its docstring.
+                for name, group in grouped(specs):
+                    with gr.Tab(name.capitalize(), id=f"form-{name}"):
+                        if name in OPTION_GROUPS:
+                            gr.Markdown(group_help(name))
                         half = (len(group) + 1) // 2
                         with gr.Row():
                             for part in (group[:half], group[half:]):
