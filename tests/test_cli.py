@@ -105,8 +105,6 @@ def test_train_unknown_demo_names_the_bundled_demos(capsys, monkeypatch):
     assert "unknown demo 'nope'" in err and all(name in err for name in demo_names()) and "tools" in err
 
 
-@pytest.mark.xfail(strict=True, reason="commands/flags.py: `str not in args` is true for dict[str, Any], so "
-                   "--template-kwargs is a plain string flag; `typing.get_origin(ann) is dict` would fix it")
 def test_template_kwargs_flag_reads_key_values():
     a = build_parser().parse_args(["train", "--template-kwargs", "enable_thinking=false"])
     assert a.template_kwargs == {"enable_thinking": False}

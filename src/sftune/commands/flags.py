@@ -62,10 +62,23 @@ def add_option_args(parser, group, names: list[str] | None = None, *, defaults: 
             parser.add_argument(*flags, type=ann if ann in (int, float) else args[0], metavar="N", **kw)
         elif "list" in str(ann):
             parser.add_argument(*flags, nargs="+", metavar="X", **kw)
-        elif "dict" in str(ann) and str not in args:  # str | dict (a name or a mapping) stays a plain flag
+        elif _is_mapping(ann):  # str | dict (a name or a mapping) stays a plain flag
             parser.add_argument(*flags, nargs="+", action=KeyValues, metavar="KEY=VALUE", **kw)
         else:
             parser.add_argument(*flags, metavar=extra.get("metavar", "VALUE"), **kw)
+
+
+def _is_mapping(ann) -> bool:
+    """``dict[...]`` or ``dict[...] | None``: a field read from ``KEY=VALUE`` pairs.
+
+    >>> from typing import Any
+    >>> _is_mapping(dict[str, Any]), _is_mapping(dict[int, float] | None), _is_mapping(str | dict | None)
+    (True, True, False)
+    """
+    if typing.get_origin(ann) is dict or ann is dict:
+        return True
+    parts = [a for a in typing.get_args(ann) if a is not type(None)]
+    return bool(parts) and typing.get_origin(ann) is not None and all(typing.get_origin(a) is dict or a is dict for a in parts)
 
 
 class KeyValues(argparse.Action):
