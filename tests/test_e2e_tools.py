@@ -69,7 +69,8 @@ def test_tools_demo_round_trip_through_serve(tmp_path):
                   {"role": "tool", "tool_call_id": call.id, "name": "get_weather", "content": json.dumps(result)}]
         final = client.chat.completions.create(model="m", messages=follow, tools=TOOLS, temperature=0, max_tokens=96).choices[0]
         assert final.finish_reason == "stop" and not final.message.tool_calls, final
-        assert "27" in final.message.content, final.message.content  # the answer uses the tool's result
+        # the answer uses the tool's result (its temperature or its sky; neither is in the question)
+        assert "27" in final.message.content or "sunny" in final.message.content.lower(), final.message.content
     finally:
         server.terminate()
         server.wait(30)
