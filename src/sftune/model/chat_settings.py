@@ -3,13 +3,13 @@
 The chat template itself travels inside the tokenizer files. Two more facts do not: the template
 variables training rendered with (``template_kwargs``, e.g. ``enable_thinking: false``) and how
 the template writes tool calls and reasoning (``tool_format``). ``sftune train`` writes both to
-``sftune_chat.json`` next to the weights; ``merge`` and ``export`` carry the file along, and
+``sftune_chat.json`` next to the weights; ``merge`` carries the file along, and
 ``chat``, ``generate`` and ``serve`` read it, so inference renders exactly what training saw and
 reads calls back in the format the model learned.
 
 >>> import tempfile
 >>> d = tempfile.mkdtemp()
->>> save_chat_settings(d, template_kwargs={"enable_thinking": False}, tool_format="hermes")
+>>> path = save_chat_settings(d, template_kwargs={"enable_thinking": False}, tool_format="hermes")
 >>> read_chat_settings(d)
 {'template_kwargs': {'enable_thinking': False}, 'tool_format': 'hermes'}
 >>> read_chat_settings("default")
