@@ -92,6 +92,8 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str):
+    if f"sftune.{name}" in _CALLABLE:
+        return _callable_package(f"sftune.{name}")  # importing it also binds it here
     if name in _EXPORTS:
         module, attr = _EXPORTS[name]
         value = getattr(importlib.import_module(module), attr)
@@ -104,18 +106,38 @@ def __dir__():
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-class _Package(types.ModuleType):
-    """``sftune.train`` and ``sftune.evaluate`` are both functions of the API and subpackages.
-
-    Importing a subpackage sets it as an attribute of its parent; here the API function keeps
-    the name instead. The subpackages stay importable as usual (``from sftune.train.run import
-    train``, ``import sftune.evaluate.compare``): imports go through ``sys.modules``.
+class _CallablePackage(types.ModuleType):
+    """A subpackage that is also a function of the API: ``sftune.train(cfg)`` runs
+    :func:`sftune.train.run.train` and ``sftune.evaluate(...)`` :func:`sftune.evaluate.compare.evaluate`,
+    while ``import sftune.train.trainer as T`` and ``from sftune.evaluate import heldout`` keep
+    working (the name is the subpackage; calling it calls the function, ``__wrapped__`` gives its
+    signature to ``inspect`` and ``help``).
     """
 
-    def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and name in _EXPORTS:
-            return
-        super().__setattr__(name, value)
+    def __call__(self, *args, **kwargs):
+        return self.__wrapped__(*args, **kwargs)
+
+    def __getattr__(self, name):
+        if name == "__wrapped__":
+            module, attr = _CALLABLE[self.__name__]
+            fn = getattr(importlib.import_module(module), attr)
+            object.__setattr__(self, "__wrapped__", fn)
+            return fn
+        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
 
 
-sys.modules[__name__].__class__ = _Package
+#: subpackage -> the API function calling it runs
+_CALLABLE = {"sftune.train": ("sftune.train.run", "train"), "sftune.evaluate": ("sftune.evaluate.compare", "evaluate")}
+
+
+def _callable_package(name: str):
+    module = importlib.import_module(name)
+    if not isinstance(module, _CallablePackage):
+        module.__class__ = _CallablePackage
+    return module
+
+
+# Both subpackages' __init__ are empty (no torch): convert them now, so ``sftune.train`` is callable
+# whichever way it was reached first (``import sftune.train.run`` binds the subpackage here too).
+for _name in _CALLABLE:
+    _callable_package(_name)

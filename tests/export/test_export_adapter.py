@@ -10,7 +10,7 @@ import torch
 from sftune.export import ExportError, export_gguf
 from sftune.export.architectures import permute_rope
 
-from conftest import make_lora
+from export_helpers import make_lora
 
 
 def _delta(adapter_dir, module):

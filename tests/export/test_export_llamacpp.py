@@ -38,7 +38,7 @@ TEXT = ("The history of the printing press begins in the fifteenth century, when
 def hf(tmp_path_factory):
     from sftune.model.loading import load_for_inference
 
-    return load_for_inference("default", dtype=torch.float32, device="cpu")
+    return load_for_inference("default", precision="fp32", device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_lora_adapter_runs_in_llamacpp(model_dirs, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from conftest import make_lora
+    from export_helpers import make_lora
     from sftune.export import export_gguf
 
     import llama_cpp
