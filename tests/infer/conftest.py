@@ -62,3 +62,35 @@ def tiny_lora_dir(tiny_model_dir, tmp_path_factory):
     tok.save_pretrained(str(out))
     GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, max_new_tokens=7).save_pretrained(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def run_app():
+    """``run_app(app)``: a context manager serving ``app`` with uvicorn on a free loopback port,
+    yielding the OpenAI base URL, shut down on exit (the server tests share it)."""
+    import contextlib
+    import socket
+    import threading
+    import time
+
+    @contextlib.contextmanager
+    def run(app):
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=srv.run, daemon=True)
+        thread.start()
+        deadline = time.time() + 30
+        while not srv.started:
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            srv.should_exit = True
+            thread.join(10)
+
+    return run

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -14,32 +11,15 @@ KEY = "sk-test-key"
 ASK = [{"role": "user", "content": "Say something about herons."}]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tiny):
+def server(tiny, run_app):
     """Base URL of a running server with an API key; shut down after the module."""
-    import uvicorn
-
     from sftune.infer.server import create_app
 
     model, tok = tiny
     app = create_app(model, tok, model_name="tiny", api_key=KEY, max_prompt_tokens=200, max_tokens_limit=64)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started:
-        assert time.time() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    srv.should_exit = True
-    thread.join(10)
+    with run_app(app) as url:
+        yield url
 
 
 @pytest.fixture()

@@ -9,9 +9,6 @@ training on the tool demo is the slow test in tests/test_e2e_tools.py.
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 
 import pytest
 
@@ -23,12 +20,6 @@ TOOLS = [{"type": "function", "function": {
                    "required": ["city"]}}}]
 ASK = [{"role": "user", "content": "What's the weather in Oslo?"}]
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Script:
@@ -51,9 +42,7 @@ def script():
 
 
 @pytest.fixture(scope="module")
-def base_url(tiny, script):
-    import uvicorn
-
+def base_url(tiny, script, run_app):
     import sftune.infer.generate as gen
     from sftune.infer.server import create_app
 
@@ -63,18 +52,11 @@ def base_url(tiny, script):
     mp = pytest.MonkeyPatch()
     mp.setattr(gen, "stream_generate", script)
     app = create_app(model, tok, model_name="tiny-tools", max_prompt_tokens=4000, max_tokens_limit=64)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started:
-        assert time.time() < deadline
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    srv.should_exit = True
-    thread.join(10)
-    mp.undo()
+    try:
+        with run_app(app) as url:
+            yield url
+    finally:
+        mp.undo()
 
 
 @pytest.fixture()

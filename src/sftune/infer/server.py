@@ -28,6 +28,7 @@ logprobs are not supported (unknown fields are ignored, as OpenAI-compatible ser
 
 from __future__ import annotations
 
+import copy
 import hmac
 import json
 import logging
@@ -318,7 +319,7 @@ def create_app(
         messages = [m.model_dump(exclude_unset=True) for m in req.messages]
         try:
             treq = prepare_tool_request(messages, req.tools, req.tool_choice, fmt)
-            prompt, _ = start_reply(tokenizer, treq, **template_kwargs)
+            prompt, parser = start_reply(tokenizer, treq, **template_kwargs)
         except ToolRequestError as e:
             raise APIError(400, str(e), param=e.param) from None
         except Exception as e:  # templates raise on orders they do not support (e.g. two user turns in a row)
@@ -327,7 +328,9 @@ def create_app(
         if len(ids) > max_prompt_tokens:
             raise APIError(400, f"the prompt is {len(ids)} tokens, above this server's limit of {max_prompt_tokens} (sftune serve --max-prompt-tokens)",
                            param="messages", code="context_length_exceeded")
-        return _Job(prompt_ids=ids, options=opts, new_parser=lambda: start_reply(tokenizer, treq, **template_kwargs)[1])
+        # Each choice reads its reply with a fresh copy of the parser start_reply set up (forced
+        # prefix already fed), so the prompt is rendered once per request, not once per choice.
+        return _Job(prompt_ids=ids, options=opts, new_parser=lambda: copy.deepcopy(parser))
 
     def _usage(outs: list[dict]) -> dict:
         # The prompt is read once per request; every choice's tokens count as completion.
