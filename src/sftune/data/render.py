@@ -17,9 +17,14 @@ The rule (the model is trained on each assistant turn exactly as it generates it
   renderings, with no list of models.
 - What the template cannot show must not silently vanish: a turn whose rendering is the same
   with and without its ``tool_calls`` (or its reasoning), or a conversation rendered the same
-  with and without its ``tools``, is refused with the fix (:func:`vanished`). One rule, refusal,
-  because it is a property of the template, not of a row: dropping rows would quietly train a
-  tool-less model on agent data.
+  with and without its ``tools``, is refused with the fix (:func:`hidden`).
+
+Each refusal is a :class:`RowTemplateError` naming the conversation's file:line, what failed
+(its ``reason``, one of :data:`ROW_REASONS`) and the fix. A row the template cannot show is a bad
+row like any other: the encoder (:mod:`sftune.data.tokenize`) drops it under that reason and the
+run goes on, unless the template has shown that feature for no conversation at all (it can never
+show tool calls, say): then the error stops the run, since dropping every such row would
+quietly train a tool-less model on agent data.
 
 Reasoning (``--reasoning``): ``keep`` trains it; ``mask`` renders it but trains only what the
 turn has besides it (the characters that differ between the turn rendered with and without its
@@ -44,9 +49,34 @@ from .templates import TOOL_TEMPLATES, TemplateError, render
 
 log = logging.getLogger(__name__)
 
+#: Why the template cannot show a conversation: the report's reason for each dropped row.
+NOT_PREFIX_STABLE = "chat template is not prefix-stable for this row"
+TOOLS_HIDDEN = "chat template does not show the tool schemas"
+CALLS_HIDDEN = "chat template does not show the tool calls"
+REASONING_HIDDEN = "chat template does not show the reasoning"
+ROW_REASONS = (NOT_PREFIX_STABLE, TOOLS_HIDDEN, CALLS_HIDDEN, REASONING_HIDDEN)
+#: The template itself raised on the row (its ``raise_exception``, a key it needs and lacks).
+TEMPLATE_FAILED = "chat template failed"
+
 REASONING_POLICIES = ("keep", "mask", "inline", "drop")
 #: Renders of every run checked against ``apply_chat_template`` before the direct path is trusted.
 DIRECT_CHECKS = 32
+
+
+class RowTemplateError(TemplateError):
+    """The chat template cannot show one conversation as it is trained.
+
+    ``reason``: one of :data:`ROW_REASONS` (what the data report counts); ``source``: the
+    conversation's file:line; ``detail``: what failed, where in the conversation, and the fix.
+
+    >>> e = RowTemplateError(NOT_PREFIX_STABLE, "a.jsonl:2", "message 1: ...")
+    >>> str(e), e.reason
+    ('a.jsonl:2: message 1: ...', 'chat template is not prefix-stable for this row')
+    """
+
+    def __init__(self, reason: str, source: str, detail: str):
+        self.reason, self.source, self.detail = reason, source, detail
+        super().__init__(f"{source}: {detail}")
 
 
 def apply_reasoning(conv: Conversation, policy: str) -> Conversation:
@@ -138,15 +168,15 @@ class ChatRenderer:
             prompt = self.render(msgs[:k], tools, add_generation_prompt=True)
             upto = full if k + 1 == len(msgs) else self.render(msgs[: k + 1], tools)
             if not upto.startswith(prompt):
-                raise TemplateError(
-                    f"{conv.source or 'conversation'}: the chat template is not prefix-stable at message {k}: the "
-                    "conversation rendered up to this answer does not start with its prompt rendered with the "
-                    "generation prompt, so the answer the model would generate cannot be located exactly."
-                    + self._prefix_hint(conv, k)
+                raise RowTemplateError(
+                    NOT_PREFIX_STABLE, f"{conv.source or 'conversation'}",
+                    f"message {k}: the chat template is not prefix-stable: the conversation rendered up to this "
+                    "answer does not start with its prompt rendered with the generation prompt, so the answer the "
+                    "model would generate cannot be located exactly." + self._prefix_hint(conv, k),
                 )
             without_reasoning = self._check_shown(conv, msgs, tools, k, prompt, upto)
             if inlined and inlined.get(k, "").strip() and inlined[k].strip() not in upto[len(prompt):]:
-                raise TemplateError(vanished("the reasoning written into the content (<think>...</think>)", conv, k))
+                raise hidden("the reasoning written into the content (<think>...</think>)", conv, k)
             end = self._generated_end(prompt, upto)
             turns[k] = (upto[:end], self._turn_spans(prompt, upto, end, without_reasoning), upto)
         out, pending, text = [], list(chosen), full
@@ -179,7 +209,7 @@ class ChatRenderer:
 
     def _check_tools_shown(self, conv: Conversation, msgs: list[dict], full: str) -> None:
         if self._same(msgs, None, full) == full:
-            raise TemplateError(vanished("the tool schemas ('tools')", conv, None))
+            raise hidden("the tool schemas ('tools')", conv, None)
         self._tools_shown = True
 
     def _check_shown(self, conv: Conversation, msgs: list[dict], tools, k: int, prompt: str, upto: str) -> str | None:
@@ -197,7 +227,7 @@ class ChatRenderer:
             if alt.get("content") is None:
                 alt["content"] = ""
             if self._same(msgs[:k] + [alt], tools, upto) == upto:
-                raise TemplateError(vanished("the assistant's tool calls ('tool_calls')", conv, k))
+                raise hidden("the assistant's tool calls ('tool_calls')", conv, k)
         reasoning = m.get("reasoning_content")
         if not isinstance(reasoning, str) or not reasoning.strip():
             return None  # no reasoning, or an empty one: nothing that could vanish
@@ -206,7 +236,7 @@ class ChatRenderer:
         alt = {key: v for key, v in m.items() if key != "reasoning_content"}
         without = self._same(msgs[:k] + [alt], tools, upto)
         if without == upto:
-            raise TemplateError(vanished("the assistant's reasoning ('reasoning_content')", conv, k))
+            raise hidden("the assistant's reasoning ('reasoning_content')", conv, k)
         return without
 
     def _generated_end(self, prompt: str, upto: str) -> int:
@@ -256,15 +286,39 @@ def _direct_renderer(tokenizer, template: str, template_kwargs: dict):
     return direct
 
 
-def vanished(what: str, conv: Conversation, k: int | None) -> str:
+def hidden(what: str, conv: Conversation, k: int | None) -> RowTemplateError:
     """The refusal for a template that renders the same text with and without ``what``."""
-    where = f"{conv.source or 'conversation'}" + (f", message {k}" if k is not None else "")
     fix = f"use a template that renders them: --template {' or --template '.join(TOOL_TEMPLATES)} (built in), or a .jinja file"
     if "into the content" in what:
         fix = "--reasoning drop (train without it), or " + fix
     elif "reasoning" in what:
         fix = "--reasoning inline (writes it into the content as <think>...</think>), --reasoning drop, or " + fix
-    return (
-        f"{where}: the chat template does not show {what}: it renders this conversation the same with and without "
-        f"them, so the model would be trained without what the data holds. Fix: {fix}."
+    reason = REASONING_HIDDEN if "reasoning" in what else CALLS_HIDDEN if "tool_calls" in what else TOOLS_HIDDEN
+    return RowTemplateError(
+        reason, f"{conv.source or 'conversation'}",
+        (f"message {k}: " if k is not None else "") + f"the chat template does not show {what}: it renders this conversation the same with and without "
+        f"them, so the model would be trained without what the data holds. Fix: {fix}.",
     )
+
+
+def shown_by(conv: Conversation, chosen: list[int], inlined: dict[int, str] | None = None) -> set[str]:
+    """The :data:`ROW_REASONS` a conversation rendered without error proves the template handles:
+    answers located exactly (when some turn is trained), its ``tools``, the tool calls and the
+    reasoning of its trained turns. ``conv`` as :meth:`ChatRenderer.rows` gets it.
+
+    >>> from .conversation import Message
+    >>> c = Conversation.chat([Message("user", "2+2?"), Message("assistant", "4", reasoning="add")])
+    >>> sorted(shown_by(c, [1]))
+    ['chat template does not show the reasoning', 'chat template is not prefix-stable for this row']
+    """
+    if not chosen:
+        return set()
+    out = {NOT_PREFIX_STABLE}
+    if conv.tools:
+        out.add(TOOLS_HIDDEN)
+    turns = [conv.messages[k] for k in chosen]
+    if any(m.tool_calls for m in turns):
+        out.add(CALLS_HIDDEN)
+    if any((m.reasoning or "").strip() for m in turns) or any((inlined or {}).get(k, "").strip() for k in chosen):
+        out.add(REASONING_HIDDEN)
+    return out
