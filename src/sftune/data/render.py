@@ -44,6 +44,8 @@ import dataclasses
 import logging
 
 from .conversation import Conversation
+from .masking import trained_messages
+from .report import DataError
 from .shapes import trained_span
 from .templates import TOOL_TEMPLATES, TemplateError, render
 
@@ -301,24 +303,61 @@ def hidden(what: str, conv: Conversation, k: int | None) -> RowTemplateError:
     )
 
 
-def shown_by(conv: Conversation, chosen: list[int], inlined: dict[int, str] | None = None) -> set[str]:
-    """The :data:`ROW_REASONS` a conversation rendered without error proves the template handles:
-    answers located exactly (when some turn is trained), its ``tools``, the tool calls and the
-    reasoning of its trained turns. ``conv`` as :meth:`ChatRenderer.rows` gets it.
+def drop_or_stop(failed: list[tuple], shown, report) -> None:
+    """Drop, into ``report``, the conversations of one chunk the template could not show, given as
+    ``(conversation, reason, detail, exception)``; ``shown``: per reason, how many conversations
+    encoded so far needed it and rendered (:func:`shown_by`; every chat conversation needs
+    rendering at all, :data:`TEMPLATE_FAILED`).
+
+    When no conversation has shown a reason's need, the template cannot meet it for any row
+    (e.g. it can never show tool calls): the first such failure stops the run with its fix, since
+    dropping every row that needs it would quietly train a model without what the data holds.
+    Decided per chunk, as the encoder is called: a chunk whose only tool rows fail stops even if
+    a later chunk would pass.
+    Under ``report.strict`` the first failure stops the run: a :class:`RowTemplateError` as
+    it is, the template's own error as a :class:`~sftune.data.report.DataError` naming the row.
+    """
+    if failed and report.strict:
+        conv, _, detail, e = failed[0]
+        raise e if isinstance(e, RowTemplateError) else DataError(detail, conv.source) from e
+    for conv, reason, detail, e in failed:
+        if not shown[reason]:
+            n = sum(f[1] == reason for f in failed)
+            what = "the chat template raised: " + detail if reason == TEMPLATE_FAILED else detail
+            raise RowTemplateError(
+                reason, str(conv.source or "conversation"), f"{what} (It fails this way on all {n} conversations that "
+                "need it so far, so the run stops; with a template that fails on some rows only, those rows are "
+                "dropped and counted.)",
+            ) from e
+    for conv, reason, detail, _ in failed:
+        report.drop(reason, conv.source, detail=detail)
+
+
+def shown_by(conv: Conversation, mask: str, reasoning: str) -> set[str]:
+    """The reasons a conversation that rendered without error proves the template handles, under
+    the encoder's ``mask`` and ``reasoning`` policies: rendering at all (:data:`TEMPLATE_FAILED`),
+    and, for the turns it trains, answers located exactly, its ``tools``, tool calls and reasoning.
 
     >>> from .conversation import Message
     >>> c = Conversation.chat([Message("user", "2+2?"), Message("assistant", "4", reasoning="add")])
-    >>> sorted(shown_by(c, [1]))
-    ['chat template does not show the reasoning', 'chat template is not prefix-stable for this row']
+    >>> sorted(shown_by(c, "assistant", "keep")) == sorted([TEMPLATE_FAILED, NOT_PREFIX_STABLE, REASONING_HIDDEN])
+    True
+    >>> sorted(shown_by(c, "assistant", "drop")) == sorted([TEMPLATE_FAILED, NOT_PREFIX_STABLE])
+    True
     """
-    if not chosen:
+    if conv.kind != "chat":
         return set()
-    out = {NOT_PREFIX_STABLE}
-    if conv.tools:
+    if mask == "all":  # rendered whole: nothing but the rendering itself is checked
+        return {TEMPLATE_FAILED}
+    inlined = {k: m.reasoning for k, m in enumerate(conv.messages) if m.reasoning} if reasoning == "inline" else {}
+    conv = apply_reasoning(conv, reasoning)
+    chosen = trained_messages(conv, mask)
+    out = {TEMPLATE_FAILED} | ({NOT_PREFIX_STABLE} if chosen else set())
+    if chosen and conv.tools:
         out.add(TOOLS_HIDDEN)
     turns = [conv.messages[k] for k in chosen]
     if any(m.tool_calls for m in turns):
         out.add(CALLS_HIDDEN)
-    if any((m.reasoning or "").strip() for m in turns) or any((inlined or {}).get(k, "").strip() for k in chosen):
+    if any((m.reasoning or "").strip() for m in turns) or any(inlined.get(k, "").strip() for k in chosen):
         out.add(REASONING_HIDDEN)
     return out

@@ -19,8 +19,8 @@ multi-turn conversations, because only rendered text is compared. Tools, tool ca
 results and reasoning reach the template as ``Conversation.to_messages()`` gives them, with the
 ``tools`` and ``template_kwargs`` inference uses. A template that rewrites earlier turns when
 later ones are added (Qwen3 drops old reasoning) makes one conversation several rows, each turn
-trained once where its text is exact; one that hides tool calls or reasoning is refused; see
-:mod:`sftune.data.render`.
+trained once where its text is exact; a row whose tool calls or reasoning it hides is dropped
+(the run stops when it shows them for no row); see :mod:`sftune.data.render`.
 
 Speed, with the same result: for templates that only paste message content into place (proved
 from the template's syntax tree), steps 1-2 are done once per conversation *shape* and reused
@@ -43,7 +43,7 @@ import numpy as np
 
 from .conversation import Conversation
 from .masking import check_mask_policy, trained_messages
-from .render import TEMPLATE_FAILED, ChatRenderer, RowTemplateError, apply_reasoning, shown_by
+from .render import TEMPLATE_FAILED, ChatRenderer, RowTemplateError, apply_reasoning, drop_or_stop, shown_by
 from .report import DataError, DataReport
 from .shapes import ShapeRenderer, opacity_problem
 from .templates import TemplateError
@@ -112,8 +112,7 @@ class Encoder:
         self.end_ids = set(tokenizer.all_special_ids)
         if tokenizer.eos_token_id is not None:
             self.end_ids.add(tokenizer.eos_token_id)
-        # Per render.ROW_REASONS: how many conversations rendered so far prove the template
-        # handles it (see _render_chunk: a failure nothing has disproved stops the run).
+        # Per reason a row can fail on: conversations so far that proved the template handles it.
         self.shown: Counter = Counter()
 
     # ---- step 1 and 2: text and character spans ---------------------------------------------
@@ -284,61 +283,27 @@ class Encoder:
         return self._finish_chunk(rendered, self._tokenize_chunk(rendered), report)
 
     def _render_chunk(self, convs: list[Conversation], report: DataReport) -> list[tuple]:
-        """``(conversation, text, spans, raw)`` per conversation the template could render.
-
-        A conversation the template cannot show is a bad row: dropped under the reason and with
-        the message (file:line and the fix) of its :class:`~sftune.data.render.RowTemplateError`,
-        or of the template's own error (its ``raise_exception``); ``report.strict`` stops at the
-        first. One exception: when, by the end of the chunk, no conversation encoded so far has
-        shown what a failed one needed (rendering at all, answers located exactly, tools, tool
-        calls, reasoning), the template cannot do it for any row, and the first such failure
-        stops the run with its fix rather than dropping every row that needs it. (Decided per
-        chunk, as ``encode_many`` is called: a chunk whose only tool rows fail stops even if a
-        later chunk would pass.)
-        """
+        """``(conversation, text, spans, raw)`` per conversation the template could render; the
+        others are bad rows, dropped with their file:line, reason and fix, or they stop the run
+        (strict, or a template that fails them on every row): :func:`~sftune.data.render.drop_or_stop`."""
         rendered, failed = [], []
         for conv in convs:
             try:
                 rows = self.renderings(conv)
             except RowTemplateError as e:
-                if report.strict:
-                    raise
                 failed.append((conv, e.reason, e.detail, e))
-                continue
             except TemplateError:
-                raise
-            except Exception as e:  # a template raising on this row (its raise_exception, a missing key)
-                if report.strict:  # raises DataError naming the row
-                    report.drop(TEMPLATE_FAILED, conv.source, detail=str(e))
+                raise  # about the template as a whole, not this row
+            except Exception as e:  # the template raised on this row (its raise_exception, a missing key)
                 failed.append((conv, TEMPLATE_FAILED, str(e), e))
-                continue
-            if conv.kind == "chat":
-                self.shown[TEMPLATE_FAILED] += 1
-                self.shown.update(self._shows(conv))
-            if len(rows) > 1:  # a history-rewriting template: reported as conversations -> rows
-                report.counts["conversations_split"] += 1
-                report.counts["rows_from_split_conversations"] += len(rows)
-            rendered.extend((conv, *r) for r in rows)
-        for conv, reason, detail, e in failed:
-            if not self.shown[reason]:
-                n = sum(f[1] == reason for f in failed)
-                what = "the chat template raised: " + detail if reason == TEMPLATE_FAILED else detail
-                raise RowTemplateError(
-                    reason, str(conv.source or "conversation"), f"{what} (It fails this way on all {n} conversations that "
-                    "need it so far, so the run stops; with a template that fails on some rows only, those rows are "
-                    "dropped and counted.)",
-                ) from e
-        for conv, reason, detail, _ in failed:
-            report.drop(reason, conv.source, detail=detail)
+            else:
+                self.shown.update(shown_by(conv, self.mask, self.reasoning))
+                if len(rows) > 1:  # a history-rewriting template: reported as conversations -> rows
+                    report.counts["conversations_split"] += 1
+                    report.counts["rows_from_split_conversations"] += len(rows)
+                rendered.extend((conv, *r) for r in rows)
+        drop_or_stop(failed, self.shown, report)
         return rendered
-
-    def _shows(self, conv: Conversation) -> set[str]:
-        """What rendering ``conv`` without error proved the template handles (render.shown_by)."""
-        if self.mask == "all":
-            return set()
-        inlined = {k: m.reasoning for k, m in enumerate(conv.messages) if m.reasoning} if self.reasoning == "inline" else None
-        conv = apply_reasoning(conv, self.reasoning)
-        return shown_by(conv, trained_messages(conv, self.mask), inlined)
 
     def _tokenize_chunk(self, rendered: list[tuple]) -> dict[bool, list]:
         out = {}
