@@ -50,6 +50,7 @@ def trained(tok, row) -> str:
 
 def test_one_row_not_prefix_stable_is_dropped_with_line_and_fix(smol_tokenizer, tmp_path):
     tok = smol_tokenizer
+    assert ODD_PROMPT != BUILTIN_TEMPLATES["chatml"]  # the replacement found ChatML's generation prompt
     p = write(tmp_path / "d.jsonl", [chat_row("fine", "ok"), chat_row("odd one", "hm"), chat_row("also fine", "yes")])
     cfg = SFTConfig(data=[str(p)], template=ODD_PROMPT, cache_dir=str(tmp_path / "cache"))
     prep = prepare(cfg, tok, use_cache=False, progress=False)

@@ -157,12 +157,13 @@ def best_of_k(
     """Generate K candidates per prompt, keep the best-scored one; appends to ``output`` (resumable)."""
     opts = opts or BestOfKOptions()
     cut_kept = 0
+    # the row's tool schemas go to a scorer that takes them (a RewardModel, callable_scorer, fn(..., tools=))
+    with_tools = takes_tools(scorer)
 
     def pick(i: int, prompt: list[Message], cands: list[dict]) -> tuple[str, dict] | Cut:
         nonlocal cut_kept
         msgs, answers, tools = [m.to_template() for m in prompt], [c["text"] for c in cands], convs[i].tools
-        # the row's tool schemas go to a scorer that takes them (a RewardModel, callable_scorer, fn(..., tools=))
-        scores = scorer(msgs, answers, tools=tools) if tools and takes_tools(scorer) else scorer(msgs, answers)
+        scores = scorer(msgs, answers, tools=tools) if tools and with_tools else scorer(msgs, answers)
         ranked = scores
         if opts.drop_truncated:  # a cut-off answer would teach the model to stop mid-sentence
             ranked = [s if c["finish_reason"] != "length" else math.nan for c, s in zip(cands, scores)]

@@ -57,8 +57,10 @@ def _features():
 def _message_json(m: Message) -> dict:
     """A message's fields that differ from their defaults (``role`` and ``content`` always).
 
-    >>> _message_json(Message("assistant", "", tool_calls=[{"type": "function", "function": {"name": "f", "arguments": "{}"}}], content_null=True))
-    {'role': 'assistant', 'content': '', 'tool_calls': [{'type': 'function', 'function': {'name': 'f', 'arguments': '{}'}}], 'content_null': True}
+    >>> _message_json(Message("assistant", "", tool_calls=[{"id": "c1"}], content_null=True))
+    {'role': 'assistant', 'content': '', 'tool_calls': [{'id': 'c1'}], 'content_null': True}
+    >>> _message_json(Message("tool", "21", tool_call_id="c1"))
+    {'role': 'tool', 'content': '21', 'tool_call_id': 'c1'}
     """
     d = dataclasses.asdict(m)
     return {k: v for k, v in d.items() if k in ("role", "content") or v != _DEFAULTS[k]}

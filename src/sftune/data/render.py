@@ -296,9 +296,10 @@ def hidden(what: str, conv: Conversation, k: int | None) -> RowTemplateError:
     elif "reasoning" in what:
         fix = "--reasoning inline (writes it into the content as <think>...</think>), --reasoning drop, or " + fix
     reason = REASONING_HIDDEN if "reasoning" in what else CALLS_HIDDEN if "tool_calls" in what else TOOLS_HIDDEN
+    where = f"message {k}: " if k is not None else ""
     return RowTemplateError(
         reason, f"{conv.source or 'conversation'}",
-        (f"message {k}: " if k is not None else "") + f"the chat template does not show {what}: it renders this conversation the same with and without "
+        f"{where}the chat template does not show {what}: it renders this conversation the same with and without "
         f"them, so the model would be trained without what the data holds. Fix: {fix}.",
     )
 
@@ -314,6 +315,7 @@ def drop_or_stop(failed: list[tuple], shown, report) -> None:
     dropping every row that needs it would quietly train a model without what the data holds.
     Decided per chunk, as the encoder is called: a chunk whose only tool rows fail stops even if
     a later chunk would pass.
+
     Under ``report.strict`` the first failure stops the run: a :class:`RowTemplateError` as
     it is, the template's own error as a :class:`~sftune.data.report.DataError` naming the row.
     """
