@@ -23,3 +23,27 @@ def write_jsonl(path: Path, convs: list[Conversation]) -> Path:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+TOOL_FIXTURE = Path(__file__).resolve().parent.parent / "data" / "fixtures" / "tool_messages.jsonl"
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def tool_chat(city: str = "Oslo", line: int | None = None, answer: bool = True) -> Conversation:
+    """An agent row with everything a plain {role, content} copy would lose: tool schemas, a
+    call-only turn (content null) with reasoning, a call whose arguments are an object and one
+    whose arguments are a JSON string, tool results with ids and names, and a key sftune does not model."""
+    calls = [
+        {"id": "call0001a", "type": "function", "function": {"name": "get_weather", "arguments": {"city": city}}},
+        {"id": "call0001b", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}},
+    ]
+    msgs = [
+        Message("user", f"Weather in {city} and Rome?"),
+        Message("assistant", "", tool_calls=calls, content_null=True, reasoning="Two cities: two calls."),
+        Message("tool", '{"temp_c": 3}', tool_call_id="call0001a", name="get_weather"),
+        Message("tool", '{"temp_c": 18}', tool_call_id="call0001b", name="get_weather", extra={"lang": "en"}),
+    ]
+    if answer:
+        msgs.append(Message("assistant", f"{city} 3 °C, Rome 18 °C.", reasoning="Both results are in."))
+    return Conversation.chat(msgs, source=Source("tools.jsonl", line=line) if line else None, tools=[WEATHER])

@@ -56,6 +56,28 @@ def test_filter_token_bounds_with_model_tokenizer(tmp_path, tiny_model_dir):
     assert len(read_jsonl(out)) == 1 and report_of(out)["dropped_by_reason"] == {"max_answer_tokens": 1}
 
 
+def test_filter_token_bounds_count_tool_rows_as_training_renders_them(tmp_path, tiny_model_dir):
+    # --template/--template-kwargs/--reasoning are training's flags: the counted length is the encoded row's
+    from curate_helpers import tool_chat
+    from transformers import AutoTokenizer
+
+    from sftune.data.templates import resolve_template
+    from sftune.data.tokenize import Encoder
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    rows = [tool_chat("Oslo"), chat(Q, "Paris.")]
+    enc = Encoder(tok, resolve_template("qwen3", tok), max_length=100_000, template_kwargs={"enable_thinking": False}, reasoning="drop")
+    n = len(enc.encode(rows[0])["input_ids"])
+    src = write_jsonl(tmp_path / "agent.jsonl", rows)
+    flags = ["--model", str(tiny_model_dir), "--template", "qwen3", "--template-kwargs", "enable_thinking=false", "--reasoning", "drop"]
+    for bound, kept in ((n, 2), (n - 1, 1)):
+        out = tmp_path / f"f{bound}.jsonl"
+        assert main(["curate", "filter", "--data", str(src), "--output", str(out), "--max-tokens", str(bound), *flags]) == 0
+        assert len(read_jsonl(out)) == kept
+    assert report_of(out)["examples"]["max_tokens"] == [f"{src}:1 ({n} tokens, bound {n - 1})"]
+    assert read_jsonl(tmp_path / f"f{n}.jsonl")[0]["tools"] == rows[0].tools  # written with its tools and calls
+
+
 def test_dedup_reads_other_formats_and_writes_messages(tmp_path):
     alpaca = [
         {"instruction": "Explain gravity.", "input": "", "output": "Gravity pulls masses towards each other, which is why things fall down to the ground."},

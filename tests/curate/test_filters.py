@@ -122,6 +122,48 @@ def test_token_bounds_use_the_tokenizer(smol_tokenizer):
     assert f"{n_all[1]} tokens" in report.examples["max_tokens"][0]
 
 
+@pytest.mark.parametrize("template, kwargs, reasoning", [
+    ("hermes", {}, "keep"), ("qwen3", {}, "drop"), ("qwen3", {"enable_thinking": False}, "inline"), (None, {}, "keep"),
+])
+def test_token_lengths_equal_what_training_encodes(smol_tokenizer, template, kwargs, reasoning):
+    # tool schemas, calls (object and string arguments), results and reasoning all count, and raw
+    # rows count the EOS training appends: the length is exactly the encoded row's
+    from curate_helpers import tool_chat
+
+    from sftune.curate.filters import token_lengths
+    from sftune.data.conversation import Conversation
+    from sftune.data.templates import resolve_template
+    from sftune.data.tokenize import Encoder
+
+    tok = smol_tokenizer
+    tpl = resolve_template(template, tok, warn=False)
+    rows = [chat(Q, "Paris."), Conversation.text("Plain replay text."), Conversation.completion("1+1=", "2")]
+    if template is not None:  # SmolLM2's own template shows no tools: training refuses tool rows there
+        rows.append(tool_chat("Oslo"))
+    totals, _ = token_lengths(rows, tok, tpl, template_kwargs=kwargs, reasoning=reasoning)
+    enc = Encoder(tok, tpl, "assistant", max_length=100_000, template_kwargs=kwargs, reasoning=reasoning)
+    assert totals == [len(enc.encode(c)["input_ids"]) for c in rows]
+    if template is not None:
+        plain = [{"role": m.role, "content": m.content} for m in rows[3].messages]  # what was counted before
+        assert totals[3] > len(tok(tok.apply_chat_template(plain, chat_template=tpl, tokenize=False), add_special_tokens=False)["input_ids"])
+
+
+def test_max_tokens_counts_the_tool_calls(smol_tokenizer):
+    from curate_helpers import tool_chat
+
+    from sftune.data.templates import resolve_template
+    from sftune.data.tokenize import Encoder
+
+    tok = smol_tokenizer
+    rows = [tool_chat("Oslo"), chat(Q, "Paris.")]
+    enc = Encoder(tok, resolve_template("hermes", tok), max_length=100_000)
+    n_tool, n_plain = (len(enc.encode(c)["input_ids"]) for c in rows)  # as training encodes them
+    kept, report = run(rows, FilterRules(max_tokens=n_tool - 1), tokenizer=tok, template="hermes")
+    assert kept == [rows[1]] and report.examples["max_tokens"] == [f"row 0 ({n_tool} tokens, bound {n_tool - 1})"]
+    kept, _ = run(rows, FilterRules(max_tokens=n_tool), tokenizer=tok, template="hermes")
+    assert kept == rows and n_plain < n_tool
+
+
 def test_token_rules_need_a_tokenizer():
     with pytest.raises(ConfigError, match="tokenizer"):
         run([chat(Q, "A.")], FilterRules(max_tokens=10))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 
 import pytest
 from curate_helpers import chat, read_jsonl
@@ -204,3 +205,98 @@ def test_best_of_k_drop_truncated_skips_prompts_whose_candidates_are_all_cut(tin
     calls = counting(monkeypatch)
     n, report = run_bok(tiny, out, convs=PROMPTS[:2], max_new_tokens=3, k=2, drop_truncated=True)  # resumed
     assert n == 0 and calls == [] and report.dropped["cut_by_length"] == 2
+
+
+@pytest.fixture()
+def tiny_hermes(tiny):
+    """The tiny model with a tokenizer whose chat template shows tools, calls and tool results."""
+    import copy
+
+    from sftune.data.templates import BUILTIN_TEMPLATES
+
+    model, tok = tiny
+    tok = copy.deepcopy(tok)
+    tok.chat_template = BUILTIN_TEMPLATES["hermes"]
+    return model, tok
+
+
+def test_distill_and_best_of_k_keep_the_tool_context(tiny_hermes, tmp_path, monkeypatch):
+    from curate_helpers import tool_chat
+
+    from sftune.config import DataSource
+    from sftune.data.readers import read_conversations
+    from sftune.data.report import DataReport
+    from sftune.infer import generate
+
+    model, tok = tiny_hermes
+    convs = [tool_chat("Oslo"), tool_chat("Lima", answer=False), chat("Plain question?")]
+    asked = []
+    real = generate.generate_texts
+    monkeypatch.setattr(generate, "generate_texts", lambda m, t, cs, **kw: asked.extend(cs) or real(m, t, cs, **kw))
+
+    def expected_prompt(c):  # what training renders before the answer: messages as the template gets them, with tools
+        msgs = c.to_messages()[:-1] if c.messages[-1].role == "assistant" else c.to_messages()
+        return tok.apply_chat_template(msgs, tools=c.tools, tokenize=False, add_generation_prompt=True)
+
+    out = tmp_path / "d.jsonl"
+    model_report = CurateReport(command="distill")
+    distill(convs, model, tok, out, model_report, DistillOptions(max_new_tokens=4, keep_truncated=True), progress=False)
+    prompts = [generate.render_prompt(tok, c) for c in asked]
+    assert prompts == [expected_prompt(c) for c in convs]
+    assert "<tools>" in prompts[0] and '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}' in prompts[0]
+    assert "<tool_response>" in prompts[0] and "<think>\nTwo cities: two calls.\n</think>" in prompts[0]
+    # the written rows keep the prompt's calls, results, reasoning and tools, and sftune reads them back so
+    rows = read_jsonl(out)
+    for r in rows:  # a random model's answers may be blank, which the reader drops: give each one
+        r["messages"][-1]["content"] = "An answer."
+    write = tmp_path / "answered.jsonl"
+    write.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    reading = DataReport()
+    back = read_conversations(DataSource(path=str(write)), reading)
+    assert reading.n_dropped == 0 and len(back) == 3
+    assert back[0].tools == convs[0].tools and back[2].tools is None
+    assert [m.to_template() for m in back[0].messages[:-1]] == convs[0].to_messages()[:-1]
+    assert [m.to_template() for m in back[1].messages[:-1]] == convs[1].to_messages()
+
+    # best-of-K: the same prompts; the scorer sees the calls and, when it asks for them, the tools
+    seen = []
+
+    def reward(prompt, answer, tools=None):
+        seen.append((prompt, tools))
+        return float(len(answer))
+
+    asked.clear()
+    best_of_k(convs[:2], model, tok, callable_scorer(reward, "reward"), tmp_path / "b.jsonl", CurateReport(command="best-of-k"),
+              BestOfKOptions(k=2, max_new_tokens=4), progress=False)
+    assert [generate.render_prompt(tok, c) for c in asked] == [expected_prompt(c) for c in convs[:2]]
+    assert seen[0] == (convs[0].to_messages()[:-1], convs[0].tools)
+    rows = read_jsonl(tmp_path / "b.jsonl")
+    assert rows[0]["tools"] == convs[0].tools and rows[0]["messages"][1]["tool_calls"] == convs[0].messages[1].tool_calls
+
+
+def test_prompt_hash_of_plain_rows_is_unchanged_and_tool_rows_hash_their_calls():
+    import hashlib
+
+    from curate_helpers import tool_chat
+
+    from sftune.curate.resumable import prompt_of, prompt_sha
+    from sftune.data.conversation import Message
+
+    plain = [Message("system", "S"), Message("user", "Hi")]
+    old = hashlib.sha256(json.dumps([["system", "S"], ["user", "Hi"]]).encode()).hexdigest()[:16]
+    assert prompt_sha(plain) == old  # outputs written before still resume
+    a, b = tool_chat("Oslo"), tool_chat("Oslo")
+    b.messages[1].tool_calls[0]["function"]["arguments"] = {"city": "Bergen"}
+    assert prompt_sha(prompt_of(a), a.tools) != prompt_sha(prompt_of(b), b.tools)
+
+
+def test_reward_model_reads_tool_prompts(tiny_reward_dir):
+    from curate_helpers import tool_chat
+
+    rm = RewardModel(str(tiny_reward_dir), device="cpu")
+    conv = tool_chat("Oslo")
+    prompt = conv.to_messages()[:-1]
+    # SmolLM2's template has no tool role and needs content strings: the plain text keeps the calls
+    text = rm.text(prompt, "3 °C.", conv.tools)
+    assert '"arguments": {"city": "Oslo"}' in text and '{"temp_c": 18}' in text and text.endswith("3 °C.")
+    assert len(rm(prompt, ["a", "b"], tools=conv.tools)) == 2

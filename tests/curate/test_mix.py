@@ -89,3 +89,37 @@ def test_cli_mix_impossible_shares_is_an_error(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "a.jsonl" in err and "add up to" in err
+
+
+def test_tool_rows_round_trip_and_mix_with_their_calls():
+    from curate_helpers import tool_chat
+
+    convs = [tool_chat("Oslo", line=1), tool_chat("Paris", line=2, answer=False), chat("plain", "row", line=3)]
+    back = dataset_to_conversations(conversations_to_dataset(convs))
+    assert back == convs  # every field: tools, calls (object and string arguments), ids, names, reasoning, null content
+    assert [c.to_messages() for c in back] == [c.to_messages() for c in convs]
+    rows = mix_conversations([convs[:2], convs[2:]], [2, None], None, seed=1)
+    assert len(rows) == 5 and sorted(map(repr, rows)) == sorted(map(repr, [convs[0], convs[0], convs[1], convs[1], convs[2]]))
+
+
+def test_cli_mix_writes_tool_rows_sftune_reads_back_unchanged(tmp_path):
+    from curate_helpers import TOOL_FIXTURE, tool_chat
+
+    from sftune.config import DataSource
+    from sftune.data.readers import read_conversations
+    from sftune.data.report import DataReport
+
+    fa = write_jsonl(tmp_path / "agent.jsonl", [tool_chat("Oslo"), tool_chat("Lima")])
+    out = tmp_path / "mixed.jsonl"
+    assert main(["curate", "mix", "--data", str(fa), "--data", str(TOOL_FIXTURE), "--output", str(out)]) == 0
+    want = read_conversations(DataSource(path=str(fa)), DataReport()) + read_conversations(DataSource(path=str(TOOL_FIXTURE)), DataReport())
+    reading = DataReport()
+    got = read_conversations(DataSource(path=str(out)), reading)
+    assert reading.n_dropped == 0 and len(got) == len(want) == 6
+
+    def key(c):  # what training renders: the template's messages and the tools
+        return json.dumps([c.to_messages(), c.tools], sort_keys=True, ensure_ascii=False)
+
+    assert sorted(map(key, got)) == sorted(map(key, want))
+    assert sum(bool(c.tools) for c in got) == sum(bool(c.tools) for c in want) >= 5
+    assert any(m.tool_calls for c in got for m in c.messages) and any(m.reasoning for c in got for m in c.messages)

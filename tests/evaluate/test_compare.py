@@ -115,3 +115,49 @@ def test_base_with_another_vocabulary_is_refused(tuned_model_dir, tmp_path):
                                  num_attention_heads=2, num_key_value_heads=1)).save_pretrained(other)
     with pytest.raises(ModelLoadError, match="do not share a vocabulary"):
         evaluate(str(tuned_model_dir), base=str(other), ask=False, forgetting=False, device="cpu")
+
+
+TOOL_FIXTURE = __import__("pathlib").Path(__file__).resolve().parent.parent / "data" / "fixtures" / "tool_messages.jsonl"
+
+
+def test_questions_from_tool_data_keep_calls_results_reasoning_and_tools():
+    from sftune.data.readers import read_conversations
+    from sftune.data.report import DataReport
+
+    qs, report = load_questions(TOOL_FIXTURE)
+    convs = read_conversations(DataSource(path=str(TOOL_FIXTURE)), DataReport(), require_answer=False)
+    assert len(qs) == len(convs) == report["kept"] >= 3
+    for q, c in zip(qs, convs):  # the prompt is exactly what training gives the template before the answer
+        assert q.prompt == c.to_messages()[:-1] and q.tools == c.tools
+    q = qs[1]  # two calls, their results and reasoning before the final answer
+    assert q.tools[0]["function"]["name"] == "get_weather" and q.reference == "Rome 18 °C, Oslo 3 °C."
+    assert [m["tool_calls"][0]["function"]["name"] for m in q.prompt if "tool_calls" in m] == ["get_time", "get_weather"]
+    assert any(m["role"] == "tool" and m.get("tool_call_id") == "call00003b" for m in q.prompt)
+    assert q.prompt[1]["reasoning_content"] == "I should call get_time." and q.question == "And the weather in Rome and Oslo?"
+
+
+def test_answer_gives_each_question_its_tools(tiny_model_dir, monkeypatch):
+    from sftune.data.templates import BUILTIN_TEMPLATES
+    from sftune.infer import generate
+
+    model, tok = _plain(tiny_model_dir)
+    tok.chat_template = BUILTIN_TEMPLATES["hermes"]
+    qs, _ = load_questions(TOOL_FIXTURE)
+    plain = Question([{"role": "user", "content": "Hi"}], "Hi")
+    qs = [qs[0], plain, qs[2], qs[1]]
+    prompts = []
+    real = generate.generate_texts
+
+    def recording(m, t, convs, tools=None, **kw):
+        prompts.extend(generate.render_prompt(t, c, tools=tools) for c in convs)
+        return real(m, t, convs, tools=tools, **kw)
+
+    monkeypatch.setattr(generate, "generate_texts", recording)
+    got = answer(model, tok, qs, max_new_tokens=3)
+    assert len(got) == 4
+    want = [tok.apply_chat_template(q.prompt, tools=q.tools, tokenize=False, add_generation_prompt=True) for q in qs]
+    assert sorted(prompts) == sorted(want)
+    assert sum("<tools>" in p for p in prompts) == 2 and sum("<tool_call>" in p for p in prompts) == 2
+    monkeypatch.setattr(generate, "generate_texts", real)
+    # each answer is the one its question gets when asked alone
+    assert [a["text"] for a in got] == [answer(model, tok, [q], max_new_tokens=3)[0]["text"] for q in qs]

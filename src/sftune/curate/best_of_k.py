@@ -6,12 +6,16 @@ candidates do not depend on which other prompts are in the run or on resuming.
 
 The score is either
 
-- a user callable ``module:function(prompt_messages, answer) -> float`` (``prompt_messages`` is a
-  list of ``{"role", "content"}`` dicts; for raw prompt/completion rows one ``{"role": "prompt"}``
-  message), or
+- a user callable ``module:function(prompt_messages, answer) -> float`` (``prompt_messages`` are
+  the prompt's messages as a chat template gets them, :meth:`Conversation.to_messages`: ``{"role",
+  "content"}`` for plain rows; agent rows also carry ``tool_calls``, ``tool_call_id``, ``name``
+  and ``reasoning_content``, with ``content`` None for a call-only turn; for raw prompt/completion
+  rows one ``{"role": "prompt"}`` message). A function with a ``tools`` parameter also gets the
+  row's tool schemas (``fn(prompt_messages, answer, tools=...)``), or
 - a sequence-classification reward model (``AutoModelForSequenceClassification`` and its
   tokenizer): the prompt and answer are rendered with the reward model's chat template when it has
-  one; the score is the logit for a single-label head, else the logit of ``reward_label``.
+  one (with the row's tools), else as plain text; the score is the logit for a single-label head,
+  else the logit of ``reward_label``.
 
 The best candidate wins; ties go to the lowest candidate index (:func:`best_index`). With
 ``keep_scores`` every candidate and its score is stored in ``meta.candidates``. With
@@ -25,6 +29,8 @@ The options (:class:`~sftune.options.curation.BestOfKOptions`) are sampling opti
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -76,18 +82,24 @@ class RewardModel:
         self.device = choose_device(device)
         self.model.to(self.device).eval()
 
-    def text(self, prompt: list[dict], answer: str) -> str:
+    def text(self, prompt: list[dict], answer: str, tools: list[dict] | None = None) -> str:
+        """The prompt and answer as the reward model reads them: its chat template (with ``tools``)
+        for chat prompts, plain text for raw prompts or when the template refuses the messages."""
         msgs = [m for m in prompt] + [{"role": "assistant", "content": answer}]
-        if getattr(self.tok, "chat_template", None) and all(m["role"] in ("system", "user", "assistant") for m in prompt):
-            return self.tok.apply_chat_template(msgs, tokenize=False)
-        return "\n\n".join(m["content"] for m in msgs)
+        if getattr(self.tok, "chat_template", None) and all(m["role"] in ("system", "user", "assistant", "tool") for m in prompt):
+            try:
+                return self.tok.apply_chat_template(msgs, tools=tools or None, tokenize=False)
+            except Exception:  # noqa: BLE001 - a template without tool roles or calls: score the plain text
+                if not tools and all(m["role"] != "tool" and set(m) <= {"role", "content"} for m in prompt):
+                    raise  # a plain chat the template refuses is the template's problem, said by its message
+        return "\n\n".join(_plain_text(m) for m in msgs)
 
-    def __call__(self, prompt: list[dict], answers: list[str]) -> list[float]:
+    def __call__(self, prompt: list[dict], answers: list[str], tools: list[dict] | None = None) -> list[float]:
         import torch
 
         scores: list[float] = []
         for s in range(0, len(answers), self.batch_size):
-            texts = [self.text(prompt, a) for a in answers[s : s + self.batch_size]]
+            texts = [self.text(prompt, a, tools) for a in answers[s : s + self.batch_size]]
             enc = self.tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length).to(self.device)
             with torch.no_grad():
                 logits = self.model(**enc).logits  # (batch, num_labels)
@@ -95,12 +107,29 @@ class RewardModel:
         return scores
 
 
-def callable_scorer(fn: Callable, spec: str) -> Callable[[list[dict], list[str]], list[float]]:
-    def score(prompt: list[dict], answers: list[str]) -> list[float]:
+def _plain_text(m: dict) -> str:
+    """A message as plain text: its content, then its tool calls as JSON."""
+    calls = m.get("tool_calls")
+    return (m.get("content") or "") + ("\n" + json.dumps(calls, ensure_ascii=False) if calls else "")
+
+
+def takes_tools(fn: Callable) -> bool:
+    """Whether ``fn`` accepts a ``tools`` keyword (a scorer that wants the row's tool schemas)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "tools" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def callable_scorer(fn: Callable, spec: str) -> Callable[..., list[float]]:
+    with_tools = takes_tools(fn)
+
+    def score(prompt: list[dict], answers: list[str], tools: list[dict] | None = None) -> list[float]:
         out = []
         for a in answers:
             try:
-                v = fn(prompt, a)
+                v = fn(prompt, a, tools=tools) if with_tools else fn(prompt, a)
                 out.append(float(v))
             except Exception as e:
                 raise ConfigError(
@@ -128,10 +157,13 @@ def best_of_k(
     """Generate K candidates per prompt, keep the best-scored one; appends to ``output`` (resumable)."""
     opts = opts or BestOfKOptions()
     cut_kept = 0
+    # the row's tool schemas go to a scorer that takes them (a RewardModel, callable_scorer, fn(..., tools=))
+    with_tools = takes_tools(scorer)
 
     def pick(i: int, prompt: list[Message], cands: list[dict]) -> tuple[str, dict] | Cut:
         nonlocal cut_kept
-        scores = scorer([{"role": m.role, "content": m.content} for m in prompt], [c["text"] for c in cands])
+        msgs, answers, tools = [m.to_template() for m in prompt], [c["text"] for c in cands], convs[i].tools
+        scores = scorer(msgs, answers, tools=tools) if tools and with_tools else scorer(msgs, answers)
         ranked = scores
         if opts.drop_truncated:  # a cut-off answer would teach the model to stop mid-sentence
             ranked = [s if c["finish_reason"] != "length" else math.nan for c, s in zip(cands, scores)]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 READ_KEYS = ["data", "format", "strict", "system_prompt"]
 MODEL_KEYS = ["model", "cache_dir", "trust_remote_code"]
+#: How training renders a conversation: what token counts must render with too.
+TEMPLATE_KEYS = ["template", "template_kwargs", "reasoning"]
 
 EPILOG = """examples:
   sftune curate filter --data raw.jsonl --output clean.jsonl --truncated --repetition 0.3 --max-tokens 2048
@@ -78,14 +80,16 @@ def cmd_filter(args) -> int:
     from .filters import filter_conversations
 
     rules = options_from_args(args, FilterOptions)
-    cfg, out, report, reading, convs = _setup(args, READ_KEYS + MODEL_KEYS + ["template"], "filter")
+    cfg, out, report, reading, convs = _setup(args, READ_KEYS + MODEL_KEYS + TEMPLATE_KEYS, "filter")
     tok = None
     if rules.needs_tokenizer:
         from ..model.loading import load_tokenizer
 
         tok = load_tokenizer(cfg.model, cfg.cache_dir, cfg.trust_remote_code)
         report.details["tokenizer"] = cfg.model
-    kept = filter_conversations(convs, rules, report, tokenizer=tok, template=cfg.template)
+    kept = filter_conversations(
+        convs, rules, report, tokenizer=tok, template=cfg.template, template_kwargs=cfg.template_kwargs, reasoning=cfg.reasoning,
+    )
     return _finish(report, reading, out, kept)
 
 
@@ -196,7 +200,7 @@ def register(sub) -> None:
     s = cs.add_parser("filter", help="drop empty, parroted, repetitive, wrong-language, truncated, too long/short rows",
                       description="Rules combine; a row is counted under the first rule it fails (in this order: "
                       "empty_answer, repeats_prompt, repetition, lang, truncated, token bounds, predicate).")
-    _common(s, READ_KEYS + MODEL_KEYS + ["template"])
+    _common(s, READ_KEYS + MODEL_KEYS + TEMPLATE_KEYS)
     add_option_args(s.add_argument_group("rules"), FilterOptions)
     s.set_defaults(func=cmd_filter)
 

@@ -151,21 +151,37 @@ def text_rule_failure(conv: Conversation, rules: FilterOptions) -> tuple[str, st
     return None
 
 
-def token_lengths(convs: list[Conversation], tokenizer, template: str, batch: int = 1000) -> tuple[list[int], list[int]]:
-    """(whole-conversation tokens rendered with ``template``, a resolved chat template, answer tokens) per row."""
+def token_lengths(
+    convs: list[Conversation], tokenizer, template: str, batch: int = 1000, *, template_kwargs: dict | None = None,
+    reasoning: str = "keep",
+) -> tuple[list[int], list[int]]:
+    """(whole-conversation tokens, answer tokens) per row, the whole conversation counted as training
+    tokenizes it (before ``max_length``): a chat row rendered with ``template`` (a resolved chat
+    template) from ``conv.to_messages()`` with its ``tools``, ``template_kwargs`` and the
+    ``reasoning`` policy, so tool calls, tool results, tool schemas and reasoning count; a raw
+    prompt/completion or text row with the tokenizer's special tokens and the EOS training appends.
+    """
+    from ..data.render import apply_reasoning
     from ..data.templates import render
 
     def rendered(c: Conversation) -> str:
-        if c.kind == "chat":
-            return render(tokenizer, template, [{"role": m.role, "content": m.content} for m in c.messages])
-        return "".join(m.content for m in c.messages)
+        c = apply_reasoning(c, reasoning)
+        return render(tokenizer, template, c.to_messages(), tools=c.tools, template_kwargs=template_kwargs)
 
+    eos = tokenizer.eos_token_id
     totals: list[int] = []
     answers: list[int] = []
     for i in range(0, len(convs), batch):
         chunk = convs[i : i + batch]
-        enc = tokenizer([rendered(c) for c in chunk], add_special_tokens=False)["input_ids"]
-        totals.extend(len(x) for x in enc)
+        lengths = [0] * len(chunk)
+        # as sftune.data.tokenize encodes them: templates write their own special tokens; raw
+        # rows get the tokenizer's and end with EOS
+        for raw in (False, True):
+            idx = [k for k, c in enumerate(chunk) if (c.kind != "chat") == raw]
+            texts = ["".join(m.content for m in chunk[k].messages) if raw else rendered(chunk[k]) for k in idx]
+            for k, ids in zip(idx, tokenizer(texts, add_special_tokens=raw)["input_ids"] if texts else []):
+                lengths[k] = len(ids) + (raw and eos is not None and (not ids or ids[-1] != eos))
+        totals.extend(lengths)
         enc = tokenizer([answer_text(c) or "" for c in chunk], add_special_tokens=False)["input_ids"]
         answers.extend(len(x) for x in enc)
     return totals, answers
@@ -178,11 +194,14 @@ def filter_conversations(
     *,
     tokenizer=None,
     template: str | None = None,
+    template_kwargs: dict | None = None,
+    reasoning: str = "keep",
 ) -> list[Conversation]:
     """Return the rows that pass every rule (input order kept); drops are counted per rule in ``report``.
 
     ``template`` is the chat template as ``--template`` takes it (none: the tokenizer's own),
-    resolved once here when a token-length rule needs the rendered conversation.
+    resolved once here when a token-length rule needs the rendered conversation;
+    ``template_kwargs`` and ``reasoning`` are training's (:func:`token_lengths`).
     """
     if rules.needs_tokenizer and tokenizer is None:
         raise ConfigError("token-length rules need the model's tokenizer: pass --model NAME (default: the bundled model)")
@@ -206,7 +225,10 @@ def filter_conversations(
     if rules.needs_tokenizer and survivors:
         from ..data.templates import resolve_template
 
-        totals, answers = token_lengths([c for _, c in survivors], tokenizer, resolve_template(template, tokenizer, warn=False))
+        totals, answers = token_lengths(
+            [c for _, c in survivors], tokenizer, resolve_template(template, tokenizer, warn=False),
+            template_kwargs=template_kwargs, reasoning=reasoning,
+        )
         bounds = [
             ("min_tokens", totals, lambda n, b: n < b), ("max_tokens", totals, lambda n, b: n > b),
             ("min_answer_tokens", answers, lambda n, b: n < b), ("max_answer_tokens", answers, lambda n, b: n > b),

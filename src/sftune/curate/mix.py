@@ -23,6 +23,7 @@ counted in ``details.sources[i].repeated_rows``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from ..config import ConfigError
@@ -30,10 +31,15 @@ from ..data.conversation import Conversation, Message, Source
 from ..data.report import EXAMPLES_PER_REASON
 from .io import CurateReport
 
-#: Arrow schema of a canonical message row. ``kind`` keeps chat/completion/text apart (the
+#: Arrow schema of a conversation row. ``kind`` keeps chat/completion/text apart (the
 #: ``prompt``/``completion`` and ``text`` roles live in ``messages``), ``row`` is the position in
 #: the concatenated inputs so a mixed row can be traced back (and unused rows counted).
+#: ``messages`` and ``tools`` are JSON text, not Arrow structs: tool-call arguments are a string
+#: in one row and an object in the next, tool schemas and a message's other keys differ per row,
+#: and a struct column would give every row every key (as null) while a template must see a key
+#: the data lacks as absent. JSON of each message's own fields gives back the same ``Message``.
 _FEATURES = None
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Message)}
 
 
 def _features():
@@ -41,28 +47,45 @@ def _features():
     if _FEATURES is None:
         import datasets
 
-        msg = {"role": datasets.Value("string"), "content": datasets.Value("string"), "trainable": datasets.Value("bool")}
         _FEATURES = datasets.Features({
-            "kind": datasets.Value("string"), "messages": datasets.List(msg), "source": datasets.Value("string"),
-            "meta": datasets.Value("string"), "row": datasets.Value("int64"),
+            "kind": datasets.Value("string"), "messages": datasets.Value("string"), "tools": datasets.Value("string"),
+            "source": datasets.Value("string"), "meta": datasets.Value("string"), "row": datasets.Value("int64"),
         })
     return _FEATURES
 
 
+def _message_json(m: Message) -> dict:
+    """A message's fields that differ from their defaults (``role`` and ``content`` always).
+
+    >>> _message_json(Message("assistant", "", tool_calls=[{"id": "c1"}], content_null=True))
+    {'role': 'assistant', 'content': '', 'tool_calls': [{'id': 'c1'}], 'content_null': True}
+    >>> _message_json(Message("tool", "21", tool_call_id="c1"))
+    {'role': 'tool', 'content': '21', 'tool_call_id': 'c1'}
+    """
+    d = dataclasses.asdict(m)
+    return {k: v for k, v in d.items() if k in ("role", "content") or v != _DEFAULTS[k]}
+
+
 def conversations_to_dataset(convs: list[Conversation], start: int = 0):
-    """One row per conversation: ``kind``, ``messages`` ({role, content, trainable}), ``source``, ``meta`` (JSON), ``row``.
+    """One row per conversation: ``kind``, ``messages`` (JSON of each message's fields), ``tools``
+    (JSON, or None), ``source``, ``meta`` (JSON), ``row``; :func:`dataset_to_conversations` gives
+    the conversations back equal, tool calls, tool results and reasoning included.
 
     >>> ds = conversations_to_dataset([Conversation.completion("1+1=", "2")])
-    >>> ds[0]["kind"], [m["role"] for m in ds[0]["messages"]], ds[0]["row"]
+    >>> ds[0]["kind"], [m["role"] for m in json.loads(ds[0]["messages"])], ds[0]["row"]
     ('completion', ['prompt', 'completion'], 0)
     """
     import datasets
 
+    def dumps(value) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
     cols = {
         "kind": [c.kind for c in convs],
-        "messages": [[{"role": m.role, "content": m.content, "trainable": m.trainable} for m in c.messages] for c in convs],
-        "source": [None if c.source is None else json.dumps([c.source.path, c.source.line, c.source.index]) for c in convs],
-        "meta": [json.dumps(c.meta, ensure_ascii=False) if c.meta else None for c in convs],
+        "messages": [dumps([_message_json(m) for m in c.messages]) for c in convs],
+        "tools": [None if c.tools is None else dumps(c.tools) for c in convs],
+        "source": [None if c.source is None else dumps([c.source.path, c.source.line, c.source.index]) for c in convs],
+        "meta": [dumps(c.meta) if c.meta else None for c in convs],
         "row": list(range(start, start + len(convs))),
     }
     return datasets.Dataset.from_dict(cols, features=_features())
@@ -73,8 +96,10 @@ def dataset_to_conversations(ds) -> list[Conversation]:
     out = []
     for r in ds:
         src = None if r["source"] is None else Source(*json.loads(r["source"]))
-        msgs = [Message(m["role"], m["content"], m["trainable"]) for m in r["messages"]]
-        out.append(Conversation(messages=msgs, kind=r["kind"], source=src, meta=json.loads(r["meta"]) if r["meta"] else {}))
+        msgs = [Message(**m) for m in json.loads(r["messages"])]
+        tools = None if r["tools"] is None else json.loads(r["tools"])
+        meta = json.loads(r["meta"]) if r["meta"] else {}
+        out.append(Conversation(messages=msgs, kind=r["kind"], source=src, meta=meta, tools=tools))
     return out
 
 

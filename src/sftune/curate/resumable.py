@@ -15,6 +15,7 @@ the prompt plus the answer each step picks.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -43,8 +44,18 @@ def prompt_of(conv: Conversation) -> list[Message] | None:
     return msgs if any(m.role == "user" for m in msgs) else None
 
 
-def prompt_sha(prompt: list[Message]) -> str:
-    data = json.dumps([[m.role, m.content] for m in prompt], ensure_ascii=False)
+def prompt_sha(prompt: list[Message], tools: list[dict] | None = None) -> str:
+    """A hash of what the model is asked: each message's role and text, and for agent rows every
+    key the template gets (tool calls, tool results, reasoning) and the ``tools``. Plain rows keep
+    the hash of role and text only, so their outputs written before tools were hashed still resume.
+
+    >>> prompt_sha([Message("user", "Hi")]) == prompt_sha([Message("user", "Hi")], tools=[{"type": "function"}])
+    False
+    """
+    if not tools and all(m.is_plain for m in prompt):
+        data = json.dumps([[m.role, m.content] for m in prompt], ensure_ascii=False)
+    else:
+        data = json.dumps({"messages": [m.to_dict() for m in prompt], "tools": tools}, ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(data.encode("utf-8")).hexdigest()[:16]
 
 
@@ -162,16 +173,20 @@ def note_resume(report, out: ResumableOutput, prompts) -> None:
 
 
 def answered(conv: Conversation, prompt: list[Message], text: str) -> Conversation:
-    """The output conversation: the prompt followed by the new answer."""
+    """The output conversation: the prompt (tool calls, tool results, reasoning and ``tools`` kept;
+    per-message training flags reset) followed by the new answer."""
     if conv.kind == "completion":
         return Conversation.completion(prompt[0].content, text, source=conv.source)
-    return Conversation.chat([Message(m.role, m.content) for m in prompt] + [Message("assistant", text)], source=conv.source)
+    msgs = [dataclasses.replace(m, trainable=None) for m in prompt] + [Message("assistant", text)]
+    return Conversation.chat(msgs, source=conv.source, tools=conv.tools)
 
 
 def generation_input(conv: Conversation, prompt: list[Message]):
-    """What ``generate_texts`` takes: message dicts for chat rows, the row itself for raw prompts."""
+    """What ``generate_texts`` takes: for chat rows the prompt as a conversation with the row's
+    ``tools``, so the template gets them and the messages as training renders them
+    (:func:`sftune.infer.generate.render_prompt`); the row itself for raw prompts."""
     if conv.kind == "chat":
-        return [{"role": m.role, "content": m.content} for m in prompt]
+        return Conversation.chat(prompt, tools=conv.tools)
     return conv
 
 
@@ -184,7 +199,7 @@ def pending_prompts(convs: list[Conversation], report: CurateReport) -> tuple[di
             report.drop("no_prompt", where(c, i), "a text row or a conversation without a user turn")
         else:
             prompts[i] = p
-    return prompts, {i: prompt_sha(p) for i, p in prompts.items()}
+    return prompts, {i: prompt_sha(p, convs[i].tools) for i, p in prompts.items()}
 
 
 @dataclass

@@ -17,9 +17,14 @@ The rule (the model is trained on each assistant turn exactly as it generates it
   renderings, with no list of models.
 - What the template cannot show must not silently vanish: a turn whose rendering is the same
   with and without its ``tool_calls`` (or its reasoning), or a conversation rendered the same
-  with and without its ``tools``, is refused with the fix (:func:`vanished`). One rule, refusal,
-  because it is a property of the template, not of a row: dropping rows would quietly train a
-  tool-less model on agent data.
+  with and without its ``tools``, is refused with the fix (:func:`hidden`).
+
+Each refusal is a :class:`RowTemplateError` naming the conversation's file:line, what failed
+(its ``reason``, one of :data:`ROW_REASONS`) and the fix. A row the template cannot show is a bad
+row like any other: the encoder (:mod:`sftune.data.tokenize`) drops it under that reason and the
+run goes on, unless the template has shown that feature for no conversation at all (it can never
+show tool calls, say): then the error stops the run, since dropping every such row would
+quietly train a tool-less model on agent data.
 
 Reasoning (``--reasoning``): ``keep`` trains it; ``mask`` renders it but trains only what the
 turn has besides it (the characters that differ between the turn rendered with and without its
@@ -39,14 +44,41 @@ import dataclasses
 import logging
 
 from .conversation import Conversation
+from .masking import trained_messages
+from .report import DataError
 from .shapes import trained_span
 from .templates import TOOL_TEMPLATES, TemplateError, render
 
 log = logging.getLogger(__name__)
 
+#: Why the template cannot show a conversation: the report's reason for each dropped row.
+NOT_PREFIX_STABLE = "chat template is not prefix-stable for this row"
+TOOLS_HIDDEN = "chat template does not show the tool schemas"
+CALLS_HIDDEN = "chat template does not show the tool calls"
+REASONING_HIDDEN = "chat template does not show the reasoning"
+ROW_REASONS = (NOT_PREFIX_STABLE, TOOLS_HIDDEN, CALLS_HIDDEN, REASONING_HIDDEN)
+#: The template itself raised on the row (its ``raise_exception``, a key it needs and lacks).
+TEMPLATE_FAILED = "chat template failed"
+
 REASONING_POLICIES = ("keep", "mask", "inline", "drop")
 #: Renders of every run checked against ``apply_chat_template`` before the direct path is trusted.
 DIRECT_CHECKS = 32
+
+
+class RowTemplateError(TemplateError):
+    """The chat template cannot show one conversation as it is trained.
+
+    ``reason``: one of :data:`ROW_REASONS` (what the data report counts); ``source``: the
+    conversation's file:line; ``detail``: what failed, where in the conversation, and the fix.
+
+    >>> e = RowTemplateError(NOT_PREFIX_STABLE, "a.jsonl:2", "message 1: ...")
+    >>> str(e), e.reason
+    ('a.jsonl:2: message 1: ...', 'chat template is not prefix-stable for this row')
+    """
+
+    def __init__(self, reason: str, source: str, detail: str):
+        self.reason, self.source, self.detail = reason, source, detail
+        super().__init__(f"{source}: {detail}")
 
 
 def apply_reasoning(conv: Conversation, policy: str) -> Conversation:
@@ -138,15 +170,15 @@ class ChatRenderer:
             prompt = self.render(msgs[:k], tools, add_generation_prompt=True)
             upto = full if k + 1 == len(msgs) else self.render(msgs[: k + 1], tools)
             if not upto.startswith(prompt):
-                raise TemplateError(
-                    f"{conv.source or 'conversation'}: the chat template is not prefix-stable at message {k}: the "
-                    "conversation rendered up to this answer does not start with its prompt rendered with the "
-                    "generation prompt, so the answer the model would generate cannot be located exactly."
-                    + self._prefix_hint(conv, k)
+                raise RowTemplateError(
+                    NOT_PREFIX_STABLE, f"{conv.source or 'conversation'}",
+                    f"message {k}: the chat template is not prefix-stable: the conversation rendered up to this "
+                    "answer does not start with its prompt rendered with the generation prompt, so the answer the "
+                    "model would generate cannot be located exactly." + self._prefix_hint(conv, k),
                 )
             without_reasoning = self._check_shown(conv, msgs, tools, k, prompt, upto)
             if inlined and inlined.get(k, "").strip() and inlined[k].strip() not in upto[len(prompt):]:
-                raise TemplateError(vanished("the reasoning written into the content (<think>...</think>)", conv, k))
+                raise hidden("the reasoning written into the content (<think>...</think>)", conv, k)
             end = self._generated_end(prompt, upto)
             turns[k] = (upto[:end], self._turn_spans(prompt, upto, end, without_reasoning), upto)
         out, pending, text = [], list(chosen), full
@@ -179,7 +211,7 @@ class ChatRenderer:
 
     def _check_tools_shown(self, conv: Conversation, msgs: list[dict], full: str) -> None:
         if self._same(msgs, None, full) == full:
-            raise TemplateError(vanished("the tool schemas ('tools')", conv, None))
+            raise hidden("the tool schemas ('tools')", conv, None)
         self._tools_shown = True
 
     def _check_shown(self, conv: Conversation, msgs: list[dict], tools, k: int, prompt: str, upto: str) -> str | None:
@@ -197,7 +229,7 @@ class ChatRenderer:
             if alt.get("content") is None:
                 alt["content"] = ""
             if self._same(msgs[:k] + [alt], tools, upto) == upto:
-                raise TemplateError(vanished("the assistant's tool calls ('tool_calls')", conv, k))
+                raise hidden("the assistant's tool calls ('tool_calls')", conv, k)
         reasoning = m.get("reasoning_content")
         if not isinstance(reasoning, str) or not reasoning.strip():
             return None  # no reasoning, or an empty one: nothing that could vanish
@@ -206,7 +238,7 @@ class ChatRenderer:
         alt = {key: v for key, v in m.items() if key != "reasoning_content"}
         without = self._same(msgs[:k] + [alt], tools, upto)
         if without == upto:
-            raise TemplateError(vanished("the assistant's reasoning ('reasoning_content')", conv, k))
+            raise hidden("the assistant's reasoning ('reasoning_content')", conv, k)
         return without
 
     def _generated_end(self, prompt: str, upto: str) -> int:
@@ -256,15 +288,78 @@ def _direct_renderer(tokenizer, template: str, template_kwargs: dict):
     return direct
 
 
-def vanished(what: str, conv: Conversation, k: int | None) -> str:
+def hidden(what: str, conv: Conversation, k: int | None) -> RowTemplateError:
     """The refusal for a template that renders the same text with and without ``what``."""
-    where = f"{conv.source or 'conversation'}" + (f", message {k}" if k is not None else "")
     fix = f"use a template that renders them: --template {' or --template '.join(TOOL_TEMPLATES)} (built in), or a .jinja file"
     if "into the content" in what:
         fix = "--reasoning drop (train without it), or " + fix
     elif "reasoning" in what:
         fix = "--reasoning inline (writes it into the content as <think>...</think>), --reasoning drop, or " + fix
-    return (
-        f"{where}: the chat template does not show {what}: it renders this conversation the same with and without "
-        f"them, so the model would be trained without what the data holds. Fix: {fix}."
+    reason = REASONING_HIDDEN if "reasoning" in what else CALLS_HIDDEN if "tool_calls" in what else TOOLS_HIDDEN
+    where = f"message {k}: " if k is not None else ""
+    return RowTemplateError(
+        reason, f"{conv.source or 'conversation'}",
+        f"{where}the chat template does not show {what}: it renders this conversation the same with and without "
+        f"them, so the model would be trained without what the data holds. Fix: {fix}.",
     )
+
+
+def drop_or_stop(failed: list[tuple], shown, report) -> None:
+    """Drop, into ``report``, the conversations of one chunk the template could not show, given as
+    ``(conversation, reason, detail, exception)``; ``shown``: per reason, how many conversations
+    encoded so far needed it and rendered (:func:`shown_by`; every chat conversation needs
+    rendering at all, :data:`TEMPLATE_FAILED`).
+
+    When no conversation has shown a reason's need, the template cannot meet it for any row
+    (e.g. it can never show tool calls): the first such failure stops the run with its fix, since
+    dropping every row that needs it would quietly train a model without what the data holds.
+    Decided per chunk, as the encoder is called: a chunk whose only tool rows fail stops even if
+    a later chunk would pass.
+
+    Under ``report.strict`` the first failure stops the run: a :class:`RowTemplateError` as
+    it is, the template's own error as a :class:`~sftune.data.report.DataError` naming the row.
+    """
+    if failed and report.strict:
+        conv, _, detail, e = failed[0]
+        raise e if isinstance(e, RowTemplateError) else DataError(detail, conv.source) from e
+    for conv, reason, detail, e in failed:
+        if not shown[reason]:
+            n = sum(f[1] == reason for f in failed)
+            what = "the chat template raised: " + detail if reason == TEMPLATE_FAILED else detail
+            raise RowTemplateError(
+                reason, str(conv.source or "conversation"), f"{what} (It fails this way on all {n} conversations that "
+                "need it so far, so the run stops; with a template that fails on some rows only, those rows are "
+                "dropped and counted.)",
+            ) from e
+    for conv, reason, detail, _ in failed:
+        report.drop(reason, conv.source, detail=detail)
+
+
+def shown_by(conv: Conversation, mask: str, reasoning: str) -> set[str]:
+    """The reasons a conversation that rendered without error proves the template handles, under
+    the encoder's ``mask`` and ``reasoning`` policies: rendering at all (:data:`TEMPLATE_FAILED`),
+    and, for the turns it trains, answers located exactly, its ``tools``, tool calls and reasoning.
+
+    >>> from .conversation import Message
+    >>> c = Conversation.chat([Message("user", "2+2?"), Message("assistant", "4", reasoning="add")])
+    >>> sorted(shown_by(c, "assistant", "keep")) == sorted([TEMPLATE_FAILED, NOT_PREFIX_STABLE, REASONING_HIDDEN])
+    True
+    >>> sorted(shown_by(c, "assistant", "drop")) == sorted([TEMPLATE_FAILED, NOT_PREFIX_STABLE])
+    True
+    """
+    if conv.kind != "chat":
+        return set()
+    if mask == "all":  # rendered whole: nothing but the rendering itself is checked
+        return {TEMPLATE_FAILED}
+    inlined = {k: m.reasoning for k, m in enumerate(conv.messages) if m.reasoning} if reasoning == "inline" else {}
+    conv = apply_reasoning(conv, reasoning)
+    chosen = trained_messages(conv, mask)
+    out = {TEMPLATE_FAILED} | ({NOT_PREFIX_STABLE} if chosen else set())
+    if chosen and conv.tools:
+        out.add(TOOLS_HIDDEN)
+    turns = [conv.messages[k] for k in chosen]
+    if any(m.tool_calls for m in turns):
+        out.add(CALLS_HIDDEN)
+    if any((m.reasoning or "").strip() for m in turns) or any(inlined.get(k, "").strip() for k in chosen):
+        out.add(REASONING_HIDDEN)
+    return out

@@ -19,8 +19,8 @@ multi-turn conversations, because only rendered text is compared. Tools, tool ca
 results and reasoning reach the template as ``Conversation.to_messages()`` gives them, with the
 ``tools`` and ``template_kwargs`` inference uses. A template that rewrites earlier turns when
 later ones are added (Qwen3 drops old reasoning) makes one conversation several rows, each turn
-trained once where its text is exact; one that hides tool calls or reasoning is refused; see
-:mod:`sftune.data.render`.
+trained once where its text is exact; a row whose tool calls or reasoning it hides is dropped
+(the run stops when it shows them for no row); see :mod:`sftune.data.render`.
 
 Speed, with the same result: for templates that only paste message content into place (proved
 from the template's syntax tree), steps 1-2 are done once per conversation *shape* and reused
@@ -36,13 +36,14 @@ turns them off.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .conversation import Conversation
 from .masking import check_mask_policy, trained_messages
-from .render import ChatRenderer, apply_reasoning
+from .render import TEMPLATE_FAILED, ChatRenderer, RowTemplateError, apply_reasoning, drop_or_stop, shown_by
 from .report import DataError, DataReport
 from .shapes import ShapeRenderer, opacity_problem
 from .templates import TemplateError
@@ -111,6 +112,8 @@ class Encoder:
         self.end_ids = set(tokenizer.all_special_ids)
         if tokenizer.eos_token_id is not None:
             self.end_ids.add(tokenizer.eos_token_id)
+        # Per reason a row can fail on: conversations so far that proved the template handles it.
+        self.shown: Counter = Counter()
 
     # ---- step 1 and 2: text and character spans ---------------------------------------------
     def _chat_rows(self, conv: Conversation) -> list[tuple[str, list[tuple[int, int]]]]:
@@ -280,20 +283,26 @@ class Encoder:
         return self._finish_chunk(rendered, self._tokenize_chunk(rendered), report)
 
     def _render_chunk(self, convs: list[Conversation], report: DataReport) -> list[tuple]:
-        """``(conversation, text, spans, raw)`` per conversation the template could render."""
-        rendered = []
+        """``(conversation, text, spans, raw)`` per conversation the template could render; the
+        others are bad rows, dropped with their file:line, reason and fix, or they stop the run
+        (strict, or a template that fails them on every row): :func:`~sftune.data.render.drop_or_stop`."""
+        rendered, failed = [], []
         for conv in convs:
             try:
                 rows = self.renderings(conv)
+            except RowTemplateError as e:
+                failed.append((conv, e.reason, e.detail, e))
             except TemplateError:
-                raise
-            except Exception as e:  # a template raising on this row (its raise_exception, a missing key)
-                report.drop("chat template failed", conv.source, detail=str(e))
-                continue
-            if len(rows) > 1:  # a history-rewriting template: reported as conversations -> rows
-                report.counts["conversations_split"] += 1
-                report.counts["rows_from_split_conversations"] += len(rows)
-            rendered.extend((conv, *r) for r in rows)
+                raise  # about the template as a whole, not this row
+            except Exception as e:  # the template raised on this row (its raise_exception, a missing key)
+                failed.append((conv, TEMPLATE_FAILED, str(e), e))
+            else:
+                self.shown.update(shown_by(conv, self.mask, self.reasoning))
+                if len(rows) > 1:  # a history-rewriting template: reported as conversations -> rows
+                    report.counts["conversations_split"] += 1
+                    report.counts["rows_from_split_conversations"] += len(rows)
+                rendered.extend((conv, *r) for r in rows)
+        drop_or_stop(failed, self.shown, report)
         return rendered
 
     def _tokenize_chunk(self, rendered: list[tuple]) -> dict[bool, list]:

@@ -35,12 +35,16 @@ class Question:
     """One prompt to answer, with its reference answer when the data has one."""
 
     prompt: object
-    """What ``generate_texts`` takes: a message list, or a non-chat ``Conversation`` (raw prompt)."""
+    """What ``generate_texts`` takes: a message list (as a chat template gets it,
+    :meth:`Conversation.to_messages`: tool calls, tool results and reasoning included), or a
+    non-chat ``Conversation`` (raw prompt)."""
     question: str
     """The text shown in reports: the last user message (or the raw prompt)."""
     reference: str | None = None
     group: str | None = None
     source: str | None = None
+    tools: list[dict] | None = None
+    """The tool schemas the row offers the model (given to the chat template with ``prompt``)."""
 
     @classmethod
     def from_conversation(cls, conv: Conversation, group: str | None = None) -> "Question":
@@ -53,12 +57,13 @@ class Question:
         """
         src = str(conv.source) if conv.source else None
         if conv.kind == "chat":
-            msgs = [{"role": m.role, "content": m.content} for m in conv.messages]
+            msgs = conv.to_messages()
             reference = None
             if msgs and msgs[-1]["role"] == "assistant":
                 reference = msgs.pop()["content"]
             users = [m["content"] for m in msgs if m["role"] == "user"]
-            return cls(msgs, users[-1] if users else (msgs[-1]["content"] if msgs else ""), reference or None, group, src)
+            question = users[-1] if users else ((msgs[-1]["content"] or "") if msgs else "")
+            return cls(msgs, question, reference or None, group, src, conv.tools)
         prompt = conv.messages[0].content
         reference = conv.messages[1].content if conv.kind == "completion" else None
         return cls(Conversation(messages=[Message("prompt", prompt)], kind="completion"), prompt, reference or None, group, src)
@@ -168,15 +173,23 @@ def run_config(model: str, cache_dir=None):
 def answer(
     model, tokenizer, questions: list[Question], *, max_new_tokens: int = 256, batch_size: int = 8, progress: bool = False
 ) -> list[dict]:
-    """Greedy answers, one dict per question: ``text``, ``completion_tokens``, ``finish_reason``."""
+    """Greedy answers, one dict per question: ``text``, ``completion_tokens``, ``finish_reason``.
+
+    Questions are asked in groups of the same ``tools`` (``generate_texts`` takes one tool list
+    per call); plain questions are one group, asked as before."""
     from ..infer.generate import generate_texts
 
-    if not questions:
-        return []
-    out = generate_texts(
-        model, tokenizer, [q.prompt for q in questions], max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size,
-        progress=progress,
-    )
+    groups: dict[str, list[int]] = {}
+    for i, q in enumerate(questions):
+        groups.setdefault(json.dumps(q.tools, sort_keys=True), []).append(i)
+    out: list = [None] * len(questions)
+    for idx in groups.values():
+        answers = generate_texts(
+            model, tokenizer, [questions[i].prompt for i in idx], max_new_tokens=max_new_tokens, temperature=0.0,
+            batch_size=batch_size, progress=progress, tools=questions[idx[0]].tools,
+        )
+        for i, r in zip(idx, answers):
+            out[i] = r
     return [
         {"text": r[0]["text"].strip(), "completion_tokens": r[0]["completion_tokens"], "finish_reason": r[0]["finish_reason"]}
         for r in out
@@ -349,6 +362,7 @@ def evaluate(
         row = {
             "id": i, "group": q.group, "source": q.source, "question": q.question,
             "prompt": q.prompt if isinstance(q.prompt, list) else q.prompt.messages[0].content,
+            **({"tools": q.tools} if q.tools else {}),
             "reference": q.reference,
             "fine_tuned": ft["answers"][i], "base": b["answers"][i] if b else None,
         }
