@@ -179,3 +179,30 @@ def test_text_stream_eos_and_length():
     s = TextStream(_CharTokenizer(), 2, eos_ids=[0], on_text=pieces.append)
     _feed(s, "abc")
     assert s.finish()["finish_reason"] == "length"
+
+
+def test_tool_prompts_keep_calls_results_and_tools_in_the_output(tiny, tmp_path):
+    # The recorded prompt is what the template was given: the call turn, the tool result and the
+    # row's tools, not role/content only; and a resumed run recognises those rows as done.
+    from sftune.data.templates import BUILTIN_TEMPLATES
+
+    model, tok = tiny
+    tok = type(tok).from_pretrained(tok.name_or_path)
+    tok.chat_template = BUILTIN_TEMPLATES["qwen3"]
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
+    row = {"tools": tools, "messages": [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "content": '{"temperature": 3}'},
+    ]}
+    inp = _write_jsonl(tmp_path / "tools.jsonl", [row, {"messages": [{"role": "user", "content": "Hi"}]}])
+    out = tmp_path / "answers.jsonl"
+    generate_file(model, tok, inp, out, batch_size=2, max_new_tokens=3, progress=False)
+    rows = _rows(out)
+    assert rows[0]["tools"] == tools
+    assert rows[0]["messages"][1]["tool_calls"][0]["function"] == call["function"]
+    assert rows[0]["messages"][2] == {"role": "tool", "content": '{"temperature": 3}'}
+    assert rows[1]["messages"] == [{"role": "user", "content": "Hi"}] and "tools" not in rows[1]
+    res = generate_file(model, tok, inp, out, batch_size=2, max_new_tokens=3, progress=False)
+    assert res["skipped_existing"] == 2 and _rows(out) == rows

@@ -15,9 +15,14 @@ from .driver import answer_pending
 
 
 def _prompt_record(conv) -> dict:
-    """How a prompt is written in the output: OpenAI messages, or the raw prompt text."""
+    """How a prompt is written in the output: OpenAI messages (with their tool calls, tool results
+    and reasoning, and the row's ``tools``), or the raw prompt text. Plain chats write exactly
+    ``role``/``content``, so answer files written before tool support still resume."""
     if conv.kind == "chat":
-        return {"messages": [{"role": m.role, "content": m.content} for m in conv.prompt_messages]}
+        rec = {"messages": [m.to_template() for m in conv.prompt_messages]}
+        if conv.tools:
+            rec["tools"] = conv.tools
+        return rec
     return {"prompt": conv.messages[0].content}
 
 
