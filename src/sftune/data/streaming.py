@@ -101,7 +101,8 @@ class _StreamState:
     ``datasets`` fingerprints ``gen_kwargs`` by pickling them, and an encoder (a compiled Jinja
     template, a tokenizer) cannot be pickled. A stream is never cached, so its identity is the
     fingerprint; unpickling one (sending the stream to a DataLoader worker started with
-    ``spawn``) is refused with the fix, since its report would then never come back.
+    ``spawn``) is refused with the fix, since its report would then never come back; a deep
+    copy is the same state.
     """
 
     def __init__(self, source: DataSource, encoder: Encoder, report: DataReport, entry: dict, read: dict):
@@ -109,6 +110,11 @@ class _StreamState:
 
     def __reduce__(self):
         return (_not_in_another_process, (self.source.path, id(self)))
+
+    def __deepcopy__(self, memo):
+        # datasets copies a pipeline's iterables when it shuffles or interleaves them; the copies
+        # must keep counting into the same report.
+        return self
 
 
 def _not_in_another_process(path: str, _key: int):
@@ -223,15 +229,12 @@ def streaming_data(cfg: SFTConfig, tokenizer, template: str):
     stream, so what is saved at the end holds the counts reached.
     """
     if cfg.max_steps is None or cfg.max_steps <= 0:
-        raise ConfigError(
-            "--streaming needs --max-steps: a stream has no length, so epochs cannot be counted",
-            field="max_steps", fix="pass --max-steps N (optimizer steps), e.g. --max-steps 1000",
-        )
+        fix = "pass --max-steps N (optimizer steps; `max_steps:` in a config), e.g. --max-steps 1000"
+        raise ConfigError(f"--streaming needs --max-steps: a stream has no length, so epochs cannot be counted; {fix}",
+                          field="max_steps", fix=fix)
     if cfg.eval_split > 0 and not cfg.eval_data:
-        raise ConfigError(
-            "--eval-split needs the whole training set, which --streaming never holds",
-            field="eval_split", fix="hold out a file of your own and pass it with --eval-data FILE (it is prepared in memory)",
-        )
+        fix = "hold out rows in a file of your own and pass it with --eval-data FILE (it is prepared in memory)"
+        raise ConfigError(f"--eval-split needs the whole training set, which --streaming never holds; {fix}", field="eval_split", fix=fix)
     if not cfg.data:
         raise ValueError("no training data given: pass --data FILE (or `data:` in the config)")
     if cfg.group_by_length:
