@@ -14,31 +14,7 @@ from sftune.data.report import DataError, DataReport
 from sftune.data.streaming import mix_streams, pack_stream, stream_source, streaming_data
 from sftune.data.templates import resolve_template
 from sftune.data.tokenize import IGNORE_INDEX, Encoder
-
-
-def chat(i: int) -> dict:
-    turns = [{"role": "user", "content": f"What is {i} times 3?"}, {"role": "assistant", "content": f"{i} times 3 is {3 * i}." + " Indeed." * (i % 7)}]
-    if i % 5 == 0:
-        turns += [{"role": "user", "content": "And plus one?"}, {"role": "assistant", "content": f"{3 * i + 1}."}]
-    return {"messages": turns}
-
-
-def write_rows(path: Path, n: int, bad: dict[int, str] | None = None) -> Path:
-    """``n`` chat rows, one per line; ``bad`` replaces line numbers (1-based) with broken rows."""
-    lines = [json.dumps(chat(i)) for i in range(n)]
-    for line, text in (bad or {}).items():
-        if line <= n:
-            lines[line - 1] = text
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-BAD = {
-    3: '{"messages": [',  # malformed JSON
-    7: json.dumps({"messages": [{"role": "user", "content": "no answer"}]}),
-    11: json.dumps({"instruction": "wrong layout"}),
-    700: json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]}),
-}
+from streaming_rows import BAD, write_rows
 
 
 @pytest.fixture()
