@@ -99,6 +99,9 @@ def test_streaming_needs_max_steps_and_refuses_eval_split(smol_tokenizer, templa
     assert "--max-steps N" in str(e.value)
     with pytest.raises(ConfigError, match="--eval-data FILE"):
         streaming_data(SFTConfig(model="x", data=[str(data)], streaming=True, max_steps=5, eval_split=0.1), smol_tokenizer, template)
+    with pytest.raises(ConfigError, match="dataloader_num_workers must be 0"):
+        streaming_data(SFTConfig(model="x", data=[str(data)], streaming=True, max_steps=5,
+                                 training_args={"dataloader_num_workers": 2}), smol_tokenizer, template)
     with pytest.raises(ConfigError, match=r"shares must add up to 1 \(they add up to 1.2\)"):
         streaming_data(SFTConfig(model="x", data=[{"path": str(data), "share": 0.6}, {"path": str(data), "share": 0.6}],
                                  streaming=True, max_steps=5), smol_tokenizer, template)

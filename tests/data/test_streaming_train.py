@@ -85,3 +85,29 @@ def test_streaming_resume_continues_where_it_stopped(tiny_model_dir, tmp_path):
           progress=False, compare=False)
     other = _losses(unskipped)
     assert [other[s] for s in (4, 5, 6)] != pytest.approx([want[s] for s in (4, 5, 6)], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_streaming_under_two_ddp_processes(tiny_model_dir, tmp_path):
+    """torchrun, 2 CPU processes (gloo): rank 0 reads the stream and dispatches the batches; the run finishes and reports."""
+    import os
+    import subprocess
+    import sys
+
+    data = write_rows(tmp_path / "train.jsonl", 3000, BAD)
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+        "-m", "sftune", "train", "--model", str(tiny_model_dir), "--data", str(data), "--output-dir", str(out),
+        "--streaming", "--packing", "--max-length", "256", "--method", "lora", "--max-steps", "3",
+        "--per-device-train-batch-size", "2", "--precision", "fp32", "--report-to", "none", "--no-progress",
+        "--no-compare", "--cache-dir", str(tmp_path / "cache"), "--logging-steps", "1",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["world_size"] == 2
+    src = info["data"]["sources"][0]
+    assert src["rows_in"] > 0 and src["examples"]["malformed JSON"] == [f"{data}:3"]
+    assert len(_losses(out)) == 3

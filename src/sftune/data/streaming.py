@@ -237,6 +237,10 @@ def streaming_data(cfg: SFTConfig, tokenizer, template: str):
         raise ConfigError(f"--eval-split needs the whole training set, which --streaming never holds; {fix}", field="eval_split", fix=fix)
     if not cfg.data:
         raise ValueError("no training data given: pass --data FILE (or `data:` in the config)")
+    if cfg.training_args.get("dataloader_num_workers", 0):
+        # A worker would read its own copy of the stream, and its counts of bad rows would stay there.
+        raise ConfigError("--streaming reads in the training process; dataloader_num_workers must be 0",
+                          field="training_args", fix="drop dataloader_num_workers from training_args")
     if cfg.group_by_length:
         log.warning("group_by_length has no effect with --streaming (samples come in stream order)")
     streams, entries = [], []

@@ -205,6 +205,10 @@ def training_arguments(cfg: SFTConfig, out: Path, precision_args: dict, has_eval
         disable_tqdm=True,  # sftune's own progress bar replaces the Trainer's
         **precision_args,
     )
+    if cfg.streaming:
+        # Each process reads the (seeded, identical) stream and keeps its share of every batch;
+        # accelerate's default for iterable data, rank 0 sending batches, needs equal-length batches.
+        kw["accelerator_config"] = {"dispatch_batches": False}
     kw.update(cfg.training_args)
     return TrainingArguments(**kw)
 
