@@ -58,6 +58,7 @@ def test_streaming_run_without_max_steps_fails_before_loading_the_model(tiny_mod
         train(_cfg(tiny_model_dir, [data], tmp_path / "run", max_steps=-1), progress=False, compare=False)
 
 
+@pytest.mark.slow
 def test_streaming_resume_continues_where_it_stopped(tiny_model_dir, tmp_path):
     """A run resumed from its step-3 checkpoint logs the losses of steps 4-6 an uninterrupted run logs.
 
