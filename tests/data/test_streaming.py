@@ -139,3 +139,35 @@ def test_the_data_stage_streams_through_load_datasets(smol_tokenizer, tmp_path):
     src = td.info["sources"][0]
     assert src["rows_in"] > 0 and src["dropped_by_reason"]["malformed JSON"] == 1
     assert td.info["packing"]["rows"] >= 10
+
+
+def test_parquet_and_save_to_disk_sources_stream_the_same_samples(smol_tokenizer, template, tmp_path):
+    import datasets
+
+    rows = [json.loads(l) for l in write_rows(tmp_path / "train.jsonl", 300).read_text().splitlines()]
+    ds = datasets.Dataset.from_list(rows)
+    ds.to_parquet(str(tmp_path / "train.parquet"))
+    ds.save_to_disk(str(tmp_path / "saved"))
+    want = [(r["input_ids"], r["labels"]) for r in _stream(tmp_path / "train.jsonl", smol_tokenizer, template, DataReport())]
+    for path in (tmp_path / "train.parquet", tmp_path / "saved"):
+        got = list(_stream(path, smol_tokenizer, template, DataReport()))
+        assert [(r["input_ids"], r["labels"]) for r in got] == want, path
+        assert got[5]["source"] == f"{path} row 5"
+
+
+def test_a_hub_source_is_opened_streaming_and_fails_fast_offline(smol_tokenizer, template, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ds = stream_source(DataSource(path="nobody/no-such-dataset"), Encoder(smol_tokenizer, template), DataReport())
+    with pytest.raises(DataError, match="could not download hub dataset 'nobody/no-such-dataset'"):
+        next(iter(ds))
+
+
+def test_the_report_is_logged_when_training_stops_reading(smol_tokenizer, template, tmp_path, caplog):
+    import logging
+
+    data = write_rows(tmp_path / "train.jsonl", 2000, BAD)
+    it = iter(_stream(data, smol_tokenizer, template, DataReport()))
+    with caplog.at_level(logging.INFO, logger="sftune"):
+        next(it)
+        del it  # what the Trainer does at max_steps: it drops the iterator
+    assert "stopped after the rows below" in caplog.text and f"{data}:3" in caplog.text

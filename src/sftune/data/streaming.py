@@ -22,17 +22,18 @@ What differs from the in-memory path, and why:
 - A stream has no length, so ``max_steps`` says when training ends. When a stream runs out
   before that, the Trainer starts a new pass (``set_epoch`` reshuffles the buffer).
 - Bad rows are reported as they are met: the report holds the counts so far (first pass only;
-  later passes meet the same rows), is logged every :data:`LOG_EVERY` rows and at the end of
-  the pass, and the run's ``run_info.json`` gets the counts reached when training ended.
+  later passes meet the same rows), is logged every :data:`LOG_EVERY` rows, at the end of the
+  pass or when training stops reading, and the run's ``run_info.json`` gets the counts reached.
 - Mixing: sizes are unknown, so a ``weight`` is a relative rate (weight 2 = twice as many rows
   as a weight-1 source), not a multiple of the source's size; shares mean what they mean in
   memory (a source with share 0.15 is 15% of the rows).
 - Resuming: the Trainer skips the batches already trained by reading the stream again up to
   that point (no training, but reading and tokenizing). The pipeline is deterministic (seeded
   shuffle and mixing), so the resumed run sees the batches an uninterrupted one would.
-- Several processes: accelerate's default for iterable data (``dispatch_batches``) has rank 0
-  read the stream and send each process its batch; the report lives on rank 0, which writes
-  ``run_info.json``.
+- Several processes: every process reads the same seeded stream and keeps its share of each
+  batch (accelerate's ``IterableDatasetShard``; ``training_arguments`` turns ``dispatch_batches``
+  off, because rank 0 sending the batches needs them padded to one length). Reading is repeated
+  in every process; rank 0's report goes into ``run_info.json``.
 - Held-out data: ``eval_data`` is prepared in memory as usual; ``eval_split`` is refused (it
   needs the whole dataset).
 """
@@ -133,16 +134,21 @@ def _samples(state: _StreamState) -> Iterator[dict]:
     rows = dataset_rows(load_hub(source.path, source.split, streaming=True), source.path) if source_kind(source.path) == "hub" else None
     convs = iter_conversations(source, rep, rows=rows, **read)
     next_log = LOG_EVERY
-    while chunk := list(itertools.islice(convs, CHUNK)):
-        samples = encoder.encode_many(chunk, rep)
-        rep.keep(len(samples))
-        entry["samples_streamed"] += len(samples)
+    try:
+        while chunk := list(itertools.islice(convs, CHUNK)):
+            samples = encoder.encode_many(chunk, rep)
+            rep.keep(len(samples))
+            entry["samples_streamed"] += len(samples)
+            if first:
+                entry.update(rep.to_dict())
+                if rep.rows_in >= next_log:
+                    log.info("data %s (streaming, so far): %s", source.path, rep.summary().splitlines()[0])
+                    next_log += LOG_EVERY
+            yield from samples
+    except GeneratorExit:  # the reader stopped before the end: training reached max_steps
         if first:
-            entry.update(rep.to_dict())
-            if rep.rows_in >= next_log:
-                log.info("data %s (streaming, so far): %s", source.path, rep.summary().splitlines()[0])
-                next_log += LOG_EVERY
-        yield from samples
+            log.info("data %s (streaming, stopped after the rows below): %s", source.path, rep.summary())
+        raise
     if first:
         rep.notes.extend(encoder.warnings(rep))
         entry.update(rep.to_dict())
