@@ -171,3 +171,11 @@ def test_the_report_is_logged_when_training_stops_reading(smol_tokenizer, templa
         next(it)
         del it  # what the Trainer does at max_steps: it drops the iterator
     assert "stopped after the rows below" in caplog.text and f"{data}:3" in caplog.text
+
+
+def test_the_stream_source_docstring_example(smol_tokenizer, template, tmp_path):
+    data = tmp_path / "a.jsonl"
+    data.write_text('{"text": "hello"}\n{"text": ""}\n')
+    report = DataReport()
+    assert [r["source"] for r in _stream(data, smol_tokenizer, template, report)] == [f"{data}:1"]
+    assert dict(report.dropped) == {"empty text": 1} and report.examples["empty text"] == [f"{data}:2"]
