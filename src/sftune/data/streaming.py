@@ -29,7 +29,10 @@ What differs from the in-memory path, and why:
   memory (a source with share 0.15 is 15% of the rows).
 - Resuming: the Trainer skips the batches already trained by reading the stream again up to
   that point (no training, but reading and tokenizing). The pipeline is deterministic (seeded
-  shuffle and mixing), so the resumed run sees the batches an uninterrupted one would.
+  shuffle and mixing), so the resumed run sees the batches an uninterrupted one would, as long
+  as the checkpoint was taken in the first pass over the data: the Trainer counts one "epoch"
+  of iterable data as ``max_steps`` steps, so after the stream restarted it resumes at the
+  start of the pass it was in.
 - Several processes: every process reads the same seeded stream and keeps its share of each
   batch (accelerate's ``IterableDatasetShard``; ``training_arguments`` turns ``dispatch_batches``
   off, because rank 0 sending the batches needs them padded to one length). Reading is repeated
