@@ -89,6 +89,8 @@ def child(mode: str, model: str, data: str, work: str, steps: int) -> dict:
         td = load_datasets(cfg, AutoTokenizer.from_pretrained(model))
         src, samples, t1, next_sample = td.info["sources"][0], [], time.time(), 0
         for packed_rows, _ in enumerate(td.train, start=1):
+            if src["passes"] > 1:  # the stream is endless: stop once the whole file has been read
+                break
             if src["rows_in"] >= next_sample:
                 samples.append((src["rows_in"], round(rss_mb())))
                 next_sample += 20_000

@@ -60,32 +60,33 @@ def test_streaming_run_without_max_steps_fails_before_loading_the_model(tiny_mod
 
 @pytest.mark.slow
 def test_streaming_resume_continues_where_it_stopped(tiny_model_dir, tmp_path):
-    """A run resumed from its step-3 checkpoint logs the losses of steps 4-6 an uninterrupted run logs.
+    """A run resumed from its step-7 checkpoint logs the losses of steps 8-10 an uninterrupted run logs.
 
-    The Trainer skips the batches already trained by reading the stream again; the stream is
-    deterministic (seeded shuffle buffer), so the same rows come next.
+    40 rows make about 4 steps per pass, so the checkpoint lies in the second pass: the Trainer
+    skips the batches already trained by reading the endless, seeded stream again.
     """
     from sftune.train.run import train
 
-    data = write_rows(tmp_path / "train.jsonl", 600)
-    common = dict(max_steps=6, save_steps=3, save_total_limit=3, packing=True, max_length=128)
+    data = write_rows(tmp_path / "train.jsonl", 40)
+    common = dict(max_steps=10, save_steps=7, save_total_limit=3, packing=True, max_length=128)
     ref = tmp_path / "ref"
     train(_cfg(tiny_model_dir, [data], ref, **common), progress=False, compare=False)
+    assert json.loads((ref / "run_info.json").read_text())["data"]["sources"][0]["passes"] >= 3
     resumed = tmp_path / "resumed"
     resumed.mkdir()
-    shutil.copytree(ref / "checkpoint-3", resumed / "checkpoint-3")
+    shutil.copytree(ref / "checkpoint-7", resumed / "checkpoint-7")
     train(_cfg(tiny_model_dir, [data], resumed, resume="latest", **common), progress=False, compare=False)
     want, got = _losses(ref), _losses(resumed)
-    assert sorted(got) == [4, 5, 6]
-    assert [got[s] for s in (4, 5, 6)] == pytest.approx([want[s] for s in (4, 5, 6)], rel=1e-4, abs=1e-5)
+    assert sorted(got) == [8, 9, 10]
+    assert [got[s] for s in (8, 9, 10)] == pytest.approx([want[s] for s in (8, 9, 10)], rel=1e-4, abs=1e-5)
     # Not trivially equal: resumed without skipping, the stream starts again and the losses differ.
     unskipped = tmp_path / "unskipped"
     unskipped.mkdir()
-    shutil.copytree(ref / "checkpoint-3", unskipped / "checkpoint-3")
+    shutil.copytree(ref / "checkpoint-7", unskipped / "checkpoint-7")
     train(_cfg(tiny_model_dir, [data], unskipped, resume="latest", training_args={"ignore_data_skip": True}, **common),
           progress=False, compare=False)
     other = _losses(unskipped)
-    assert [other[s] for s in (4, 5, 6)] != pytest.approx([want[s] for s in (4, 5, 6)], rel=1e-3)
+    assert [other[s] for s in (8, 9, 10)] != pytest.approx([want[s] for s in (8, 9, 10)], rel=1e-3)
 
 
 @pytest.mark.slow

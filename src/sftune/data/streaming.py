@@ -19,8 +19,8 @@ every sample before the first step. Streaming builds the same steps as a lazy
 
 What differs from the in-memory path, and why:
 
-- A stream has no length, so ``max_steps`` says when training ends. When a stream runs out
-  before that, the Trainer starts a new pass (``set_epoch`` reshuffles the buffer).
+- A stream has no length, so ``max_steps`` says when training ends. Each source is read pass
+  after pass without end, so the Trainer never sees the data run out.
 - Bad rows are reported as they are met: the report holds the counts so far (first pass only;
   later passes meet the same rows), is logged every :data:`LOG_EVERY` rows, at the end of the
   pass or when training stops reading, and the run's ``run_info.json`` gets the counts reached.
@@ -29,10 +29,9 @@ What differs from the in-memory path, and why:
   memory (a source with share 0.15 is 15% of the rows).
 - Resuming: the Trainer skips the batches already trained by reading the stream again up to
   that point (no training, but reading and tokenizing). The pipeline is deterministic (seeded
-  shuffle and mixing), so the resumed run sees the batches an uninterrupted one would, as long
-  as the checkpoint was taken in the first pass over the data: the Trainer counts one "epoch"
-  of iterable data as ``max_steps`` steps, so after the stream restarted it resumes at the
-  start of the pass it was in.
+  shuffle and mixing), so the resumed run sees the batches an uninterrupted one would, in any
+  pass over the data (the stream is endless, so the Trainer's count of batches to skip is
+  never cut by the end of an "epoch").
 - Several processes: every process reads the same seeded stream and keeps its share of each
   batch (accelerate's ``IterableDatasetShard``; ``training_arguments`` turns ``dispatch_batches``
   off, because rank 0 sending the batches needs them padded to one length). Reading is repeated
@@ -78,12 +77,13 @@ def _features(packed: bool):
 
 
 def stream_source(source: DataSource, encoder: Encoder, report: DataReport, *, entry: dict | None = None,
-                  default_format: str = "auto", system_prompt: str | None = None):
+                  default_format: str = "auto", system_prompt: str | None = None, repeat: bool = False):
     """One source as an ``IterableDataset`` of samples (``input_ids``, ``labels``, ``source``), in file order.
 
     Nothing is read until the dataset is iterated. ``report`` gets the first pass's counts; the
     dict ``entry`` (for ``run_info.json``) is refreshed after every :data:`CHUNK` conversations
-    with ``report.to_dict()`` plus ``passes`` and ``samples_streamed``.
+    with ``report.to_dict()`` plus ``passes`` and ``samples_streamed``. ``repeat=True`` starts
+    the next pass when one ends, without end (training stops at ``max_steps``).
 
     For a file holding ``{"text": "hello"}`` and then ``{"text": ""}``, the stream yields one
     sample with ``source`` ``"a.jsonl:1"`` and the report counts ``{"empty text": 1}`` with the
@@ -95,7 +95,7 @@ def stream_source(source: DataSource, encoder: Encoder, report: DataReport, *, e
         log.warning("%s: a .json array is read whole, even with --streaming; write it as .jsonl to stream it", source.path)
     entry = entry if entry is not None else {}
     entry.update({"passes": 0, "samples_streamed": 0})
-    state = _StreamState(source, encoder, report, entry, {"default_format": default_format, "system_prompt": system_prompt})
+    state = _StreamState(source, encoder, report, entry, {"default_format": default_format, "system_prompt": system_prompt}, repeat)
     return datasets.IterableDataset.from_generator(_samples, features=_features(packed=False), gen_kwargs={"state": state})
 
 
@@ -109,8 +109,9 @@ class _StreamState:
     copy is the same state.
     """
 
-    def __init__(self, source: DataSource, encoder: Encoder, report: DataReport, entry: dict, read: dict):
+    def __init__(self, source: DataSource, encoder: Encoder, report: DataReport, entry: dict, read: dict, repeat: bool):
         self.source, self.encoder, self.report, self.entry, self.read = source, encoder, report, entry, read
+        self.repeat = repeat
 
     def __reduce__(self):
         return (_not_in_another_process, (self.source.path, id(self)))
@@ -127,9 +128,16 @@ def _not_in_another_process(path: str, _key: int):
 
 
 def _samples(state: _StreamState) -> Iterator[dict]:
-    # The generator behind stream_source. The first pass counts into `report`; a later pass (the
-    # Trainer starting the stream again, or a second look) meets the same rows again, so it gets
-    # a throw-away report with the same strictness.
+    # The generator behind stream_source: one pass over the source, or pass after pass.
+    while True:
+        yield from _one_pass(state)
+        if not state.repeat:
+            return
+
+
+def _one_pass(state: _StreamState) -> Iterator[dict]:
+    # The first pass counts into `report`; a later pass (repeating, or a second look at the
+    # stream) meets the same rows again, so it gets a throw-away report with the same strictness.
     source, encoder, report, entry, read = state.source, state.encoder, state.report, state.entry, state.read
     first = entry["passes"] == 0
     entry["passes"] += 1
@@ -167,7 +175,8 @@ def mix_streams(streams: list, weights: list, shares: list, seed: int = 42):
     Shares mean what they mean in memory (:func:`sftune.data.mixing.row_counts`): a source with
     share 0.15 gives 15% of the rows. Sizes are unknown while streaming, so every source counts
     as the same size and a weight is a relative rate. The mixture ends when every source has run
-    out at least once (smaller sources repeat); ``max_steps`` ends training before or after that.
+    out at least once (smaller sources repeat); in training the sources repeat without end
+    (:func:`streaming_data`), and ``max_steps`` ends it.
 
     >>> import datasets
     >>> a = datasets.IterableDataset.from_generator(lambda: ({"x": "a"} for _ in range(85)))
@@ -257,7 +266,10 @@ def streaming_data(cfg: SFTConfig, tokenizer, template: str):
         report = DataReport(strict=cfg.strict)
         entry = {"path": src.path, "streaming": True, **report.to_dict()}
         encoder = Encoder(tokenizer, template, cfg.mask, cfg.max_length, template_kwargs=cfg.template_kwargs, reasoning=cfg.reasoning)
-        streams.append(stream_source(src, encoder, report, entry=entry, default_format=cfg.format, system_prompt=cfg.system_prompt))
+        # Endless (pass after pass): the Trainer then never sees the data end, so resuming skips
+        # batches within one deterministic stream and lands exactly where the run stopped.
+        streams.append(stream_source(src, encoder, report, entry=entry, default_format=cfg.format,
+                                     system_prompt=cfg.system_prompt, repeat=True))
         entries.append(entry)
     info: dict = {"streaming": True, "sources": entries, "mixture": None}
     ds = streams[0]
