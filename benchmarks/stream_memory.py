@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -105,11 +106,8 @@ def child(mode: str, model: str, data: str, work: str, steps: int) -> dict:
 
 def measure(mode: str, model: str, data: str, work: str, steps: int) -> dict:
     """Run :func:`child` in a fresh Python process and return its JSON line."""
-    env_path = f"{ROOT / 'src'}"
     cmd = [sys.executable, __file__, "--child", mode, "--model", model, "--data", data, "--work", work, "--steps", str(steps)]
-    import os
-
-    env = {**os.environ, "PYTHONPATH": env_path + os.pathsep + os.environ.get("PYTHONPATH", ""), "HF_HUB_OFFLINE": "1",
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     if res.returncode != 0:
