@@ -68,7 +68,8 @@ def _no_network() -> str | None:
     return None
 
 
-def load_hub(name: str, split: str):
+def load_hub(name: str, split: str, streaming: bool = False):
+    """A hub dataset's split; ``streaming=True`` reads it lazily (an ``IterableDataset``), downloading nothing up front."""
     import datasets
 
     # Offline mode still reads a copy from the local Hugging Face cache, so it is tried first.
@@ -76,7 +77,7 @@ def load_hub(name: str, split: str):
     try:
         if cause is not None:
             raise ConnectionError(cause)
-        ds = datasets.load_dataset(name, split=split)
+        ds = datasets.load_dataset(name, split=split, streaming=streaming)
     except Exception as e:  # offline, no network, unknown name, gated: all end the same way for the user
         if cause is None:
             cause = (

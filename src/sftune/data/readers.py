@@ -41,7 +41,7 @@ stable reason (``missing field 'output'``, ``empty answer``, ...), with the firs
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ..config import DataSource
 from .conversation import Conversation, Message
@@ -50,7 +50,7 @@ from .messages import COLUMN_KEYS, ROLE_TAGS, _Bad, _check_chat, _Columns, _get,
 from .report import DataError, DataReport
 from .toolcalls import tool_names
 
-__all__ = ["COLUMN_KEYS", "FORMATS", "FORMAT_KEYS", "ROLE_TAGS", "detect_format", "read_conversations"]
+__all__ = ["COLUMN_KEYS", "FORMATS", "FORMAT_KEYS", "ROLE_TAGS", "detect_format", "iter_conversations", "read_conversations"]
 
 FORMATS = ("alpaca", "sharegpt", "messages", "prompt_completion", "text")
 
@@ -191,13 +191,30 @@ def read_conversations(
 ) -> list[Conversation]:
     """Read one data source into conversations, in input order; bad rows go to ``report``.
 
+    The whole source as a list; :func:`iter_conversations` is the same, one row at a time.
+    """
+    return list(iter_conversations(source, report, default_format=default_format, system_prompt=system_prompt, require_answer=require_answer))
+
+
+def iter_conversations(
+    source: DataSource | str,
+    report: DataReport,
+    *,
+    default_format: str = "auto",
+    system_prompt: str | None = None,
+    require_answer: bool = True,
+    rows: Iterator | None = None,
+) -> Iterator[Conversation]:
+    """Read one data source into conversations lazily, in input order; bad rows go to ``report``.
+
     ``source.format`` (else ``default_format``) picks the layout; ``auto`` detects it from the
     first row's columns. ``system_prompt`` becomes the first message of chat conversations that
     have no system message. ``require_answer=False`` accepts prompt-only rows (for generation).
 
     Every row read is counted with ``report.seen()``; bad rows go to ``report.handle`` (which
     raises in strict mode). ``report.kept`` is left to the caller, which keeps fewer rows after
-    tokenising.
+    tokenising. ``rows`` replaces the source's own ``(Source, row)`` pairs (:func:`iter_rows`),
+    e.g. a hub dataset read with ``streaming=True`` (see :mod:`sftune.data.streaming`).
     """
     if isinstance(source, str):
         source = DataSource(path=source)
@@ -206,8 +223,7 @@ def read_conversations(
         raise DataError(f"unknown format '{fmt}'", source.path, fix=f"use one of: auto, {', '.join(FORMATS)}")
     cols = _Columns(source.columns, source.path)
     parse = PARSERS.get(fmt)
-    out: list[Conversation] = []
-    for src, row in iter_rows(source.path, source.split):
+    for src, row in iter_rows(source.path, source.split) if rows is None else rows:
         report.seen()
         if isinstance(row, DataError):
             report.handle(row)
@@ -225,8 +241,7 @@ def read_conversations(
             conv.messages = _with_system(conv.messages, system_prompt)
         if conv.tools:
             _check_call_names(conv, report)
-        out.append(conv)
-    return out
+        yield conv
 
 
 def _check_call_names(conv: Conversation, report: DataReport) -> None:

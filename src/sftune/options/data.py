@@ -115,6 +115,8 @@ class DataOptions(OptionGroup):
     """With packing: rows per forward/backward pass; the rest of the batch is accumulated (same update, less memory). Default: 1 on CPU, the whole batch on GPU."""
     group_by_length: bool = False
     """Batch samples of similar length together to cut padding (when not packing)."""
+    streaming: bool = False
+    """Read, check, tokenize (and pack) the training data lazily while training, for data larger than memory; needs max_steps. Bad rows are counted as they are met; eval_data is still prepared in memory."""
 
     @field_validator("data", "eval_data", mode="before")
     @classmethod

@@ -86,7 +86,7 @@ def eval_questions(cfg: SFTConfig) -> list[str]:
 class TrainingData:
     """What the data stage hands to training: rows ready for the collator, and how they were made."""
 
-    train: object  # datasets.Dataset: samples, or packed rows (with seq_lengths) when cfg.packing
+    train: object  # datasets.Dataset (IterableDataset with cfg.streaming): samples, or packed rows (with seq_lengths) when cfg.packing
     eval: object | None
     info: dict
     """Per source: the data report; the mixture; the packing statistics (for run_info.json)."""
@@ -106,6 +106,12 @@ def load_datasets(cfg: SFTConfig, tokenizer) -> TrainingData:
     from ..data.templates import resolve_template
 
     template = resolve_template(cfg.template, tokenizer)
+    if cfg.streaming:  # read, encode, mix and pack lazily while training (sftune.data.streaming)
+        from ..data.streaming import streaming_data
+
+        train, info = streaming_data(cfg, tokenizer, template)
+        evald = prepare(cfg, tokenizer, list(cfg.eval_data), template=template).dataset if cfg.eval_data else None
+        return TrainingData(train, _model_columns(evald) if evald is not None else None, info, template)
     preps = [prepare(cfg, tokenizer, [src], template=template) for src in cfg.data]
     info = {"sources": [], "prepare_seconds": round(sum(p.seconds for p in preps), 2)}
     for src, p in zip(cfg.data, preps):
@@ -199,6 +205,10 @@ def training_arguments(cfg: SFTConfig, out: Path, precision_args: dict, has_eval
         disable_tqdm=True,  # sftune's own progress bar replaces the Trainer's
         **precision_args,
     )
+    if cfg.streaming:
+        # Each process reads the (seeded, identical) stream and keeps its share of every batch;
+        # accelerate's default for iterable data, rank 0 sending batches, needs equal-length batches.
+        kw["accelerator_config"] = {"dispatch_batches": False}
     kw.update(cfg.training_args)
     return TrainingArguments(**kw)
 
@@ -255,7 +265,7 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
     # The tokenizer is saved with the model, so it gets exactly the template the rows were rendered with.
     install_template(tokenizer, data.template)
     train_ds, eval_ds, data_info = data.train, data.eval, data.info
-    if len(train_ds) == 0:
+    if not cfg.streaming and len(train_ds) == 0:  # a stream has no length; an empty one raises when read
         raise ValueError("no training rows left after reading and filtering the data; see the report above")
 
     load_kw = qlora_load_kwargs(cfg) if cfg.method == "qlora" else {}
