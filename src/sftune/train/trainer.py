@@ -24,6 +24,7 @@ from transformers import Trainer
 
 from ..data.collate import PaddingCollator
 from ..data.packing import PackingCollator
+from .distributed import use_fsdp_on_cpu
 from .loss import install_chunked_forward, keep_eval_logits, remove_chunked_forward
 
 log = logging.getLogger("sftune")
@@ -55,6 +56,19 @@ class SFTTrainer(Trainer):
         super().__init__(*args, **kwargs)
         if self.loss_note is None:
             keep_eval_logits(model, self.compute_metrics is not None)  # metrics need the logits
+
+    def create_accelerator_and_postprocess(self):
+        super().create_accelerator_and_postprocess()
+        if use_fsdp_on_cpu(self.accelerator, self.args.fsdp_plugin_args):
+            self.is_fsdp_enabled = True
+
+    save_dtype = None
+    """The dtype a gathered full state dict (FSDP, ZeRO-3) is written in; see ``distributed.save_model``."""
+
+    def _save(self, output_dir=None, state_dict=None):
+        if state_dict and self.save_dtype is not None and not hasattr(self.model, "peft_config"):
+            state_dict = {k: v.to(self.save_dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+        super()._save(output_dir, state_dict=state_dict)
 
     def _get_train_sampler(self, train_dataset=None):
         ds = train_dataset if train_dataset is not None else self.train_dataset
