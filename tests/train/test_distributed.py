@@ -116,7 +116,8 @@ def _train(tmp: Path, name: str, model_dir: Path, nproc: int, port: int = 29541,
     }
     cfg_file = tmp / f"{name}.yaml"
     cfg_file.write_text(yaml.safe_dump(conf))
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
+    path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1"}
     train = ["-m", "sftune", "train", str(cfg_file), "--output-dir", str(out), "--no-progress", "--no-compare"]
     if nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port", str(port), *train]
@@ -215,3 +216,37 @@ def test_fsdp_lora_equals_one_process(runs, tiny_model_dir):
     assert mine.keys() == theirs.keys() and any("lora_A" in k for k in mine)
     for k in mine:
         torch.testing.assert_close(mine[k], theirs[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def _deepspeed_or_skip():
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        pytest.skip("deepspeed is not installed (pip install 'sftune[deepspeed]'); on CPU it uses its CPU accelerator over gloo")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_zero_equals_one_process(stage, runs, tiny_model_dir, one_process_full):
+    _deepspeed_or_skip()
+    ref, _ = one_process_full
+    out, log = _train(runs, f"zero{stage}", tiny_model_dir, 2, port=29546 + stage, method="full", packing=True,
+                      max_length=64, per_device_train_batch_size=2, save_steps=200, distributed=f"deepspeed-zero{stage}")
+    _assert_same_losses(_losses(out), _losses(ref))
+    if stage == 2:
+        assert "chunked cross-entropy over trained tokens only" in log and "chunked loss not used" not in log
+    else:  # see SFTTrainer: ZeRO-3 only gathers the LM head inside its own forward
+        assert "chunked loss not used: DeepSpeed ZeRO-3" in log
+    mine, theirs = _weights(out), _weights(ref)
+    assert mine.keys() == theirs.keys()
+    for k in mine:
+        torch.testing.assert_close(mine[k], theirs[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+@pytest.mark.slow
+def test_torch_compile_runs_the_chunked_loss(runs, tiny_model_dir, one_process_full):
+    ref, _ = one_process_full
+    out, log = _train(runs, "compiled", tiny_model_dir, 1, method="full", packing=True, max_length=64,
+                      per_device_train_batch_size=4, save_steps=200, training_args={"torch_compile": True})
+    assert "chunked cross-entropy over trained tokens only" in log
+    _assert_same_losses(_losses(out), _losses(ref))

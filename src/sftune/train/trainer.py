@@ -54,6 +54,10 @@ class SFTTrainer(Trainer):
         model = kwargs["model"] if "model" in kwargs else (args[0] if args else None)
         self.loss_note = _set_up_loss(model, chunked_loss)
         super().__init__(*args, **kwargs)
+        if self.loss_note is None and self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
+            # ZeRO-3 gathers a weight only inside its own module's forward; the chunked loss reads
+            # the LM head's weight without calling the head, so it would see an empty partition.
+            self.loss_note = _set_up_loss(model, False, why="DeepSpeed ZeRO-3 gathers the LM head only in its own forward")
         if self.loss_note is None:
             keep_eval_logits(model, self.compute_metrics is not None)  # metrics need the logits
 
@@ -66,8 +70,10 @@ class SFTTrainer(Trainer):
     """The dtype a gathered full state dict (FSDP, ZeRO-3) is written in; see ``distributed.save_model``."""
 
     def _save(self, output_dir=None, state_dict=None):
-        if state_dict and self.save_dtype is not None and not hasattr(self.model, "peft_config"):
-            state_dict = {k: v.to(self.save_dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+        if state_dict:  # gathered from shards (FSDP, DeepSpeed): copies, no longer sharing storage
+            state_dict = _without_tied_copies(self.accelerator.unwrap_model(self.model), state_dict)
+            if self.save_dtype is not None and not hasattr(self.model, "peft_config"):
+                state_dict = {k: v.to(self.save_dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
         super()._save(output_dir, state_dict=state_dict)
 
     def _get_train_sampler(self, train_dataset=None):
@@ -126,11 +132,25 @@ def packed_real_tokens(batch: dict, pad_token_id: int) -> int:
     return total
 
 
-def _set_up_loss(model, chunked: bool) -> str | None:
+def _without_tied_copies(model, state_dict: dict) -> dict:
+    """Drop the second name of each tied parameter (lm_head.weight when it is the embedding).
+
+    save_pretrained recognises ties by shared storage; a state dict gathered from shards holds
+    separate copies, so the folder would carry a redundant lm_head.weight the base model lacks.
+    """
+    first, drop = {}, set()
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first and name in state_dict:
+            drop.add(name)
+        first.setdefault(id(p), name)
+    return {k: v for k, v in state_dict.items() if k not in drop}
+
+
+def _set_up_loss(model, chunked: bool, why: str = "chunked_loss=False") -> str | None:
     """Install the chunked loss in ``model``'s forward, or keep its own; log which. None when installed, else why not."""
     if model is None:
         return "no model given"
-    why = "chunked_loss=False" if not chunked else install_chunked_forward(model)
+    why = why if not chunked else install_chunked_forward(model)
     if why:
         remove_chunked_forward(model)
         log.info("loss: the model's own cross-entropy (chunked loss not used: %s)", why)
