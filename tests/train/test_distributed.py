@@ -171,6 +171,8 @@ def test_two_processes_equal_one_full_packed_chunked(engine, one_process_full, r
     if engine == "fsdp":
         assert "switched it to its FSDP2 plugin" in log
         assert (out / "checkpoint-2" / "pytorch_model_fsdp_0").is_dir()  # checkpoints stay sharded
+        # so the only save_pretrained is the final one, on rank 0 (0 when progress bars are off)
+        assert log.count("Writing model shards: 100%") in (0, 1), log
     # the output is one plain transformers folder with the same weights as one process trained
     from transformers import AutoModelForCausalLM
 
@@ -214,8 +216,11 @@ def test_fsdp_lora_equals_one_process(runs, tiny_model_dir):
     assert not (out / "model.safetensors").exists()
     mine, theirs = _weights(out), _weights(ref)
     assert mine.keys() == theirs.keys() and any("lora_A" in k for k in mine)
+    # Adam divides by sqrt(v): where a LoRA gradient is near zero, float32 summation-order noise in
+    # it moves the update by up to ~1e-5 (measured 1.5e-5); a real bug (a rank's gradient lost, a
+    # wrong normalisation) moves it by the order of lr x steps = 3e-2.
     for k in mine:
-        torch.testing.assert_close(mine[k], theirs[k], rtol=1e-4, atol=1e-6, msg=k)
+        torch.testing.assert_close(mine[k], theirs[k], rtol=1e-4, atol=1e-4, msg=k)
 
 
 def _deepspeed_or_skip():
@@ -233,10 +238,8 @@ def test_deepspeed_zero_equals_one_process(stage, runs, tiny_model_dir, one_proc
     out, log = _train(runs, f"zero{stage}", tiny_model_dir, 2, port=29546 + stage, method="full", packing=True,
                       max_length=64, per_device_train_batch_size=2, save_steps=200, distributed=f"deepspeed-zero{stage}")
     _assert_same_losses(_losses(out), _losses(ref))
-    if stage == 2:
-        assert "chunked cross-entropy over trained tokens only" in log and "chunked loss not used" not in log
-    else:  # see SFTTrainer: ZeRO-3 only gathers the LM head inside its own forward
-        assert "chunked loss not used: DeepSpeed ZeRO-3" in log
+    # ZeRO-3: the LM head's weight is registered as an external parameter of the causal LM (loss.py)
+    assert "chunked cross-entropy over trained tokens only" in log and "chunked loss not used" not in log
     mine, theirs = _weights(out), _weights(ref)
     assert mine.keys() == theirs.keys()
     for k in mine:

@@ -184,6 +184,23 @@ def keep_eval_logits(model, keep: bool) -> None:
     _causal_lm(model)._sftune_eval_logits = keep
 
 
+def register_head_with_zero3(model) -> None:
+    """Under DeepSpeed ZeRO-3, have the causal LM's forward gather the LM head's weight.
+
+    ZeRO-3 gathers a partitioned weight around its own module's forward; the chunked loss reads
+    the head's weight without calling the head, so the weight is declared an "external parameter"
+    of the causal LM (DeepSpeed's documented hook for exactly this), gathered for its whole forward
+    and backward.
+    """
+    from deepspeed.runtime.zero.partition_parameters import register_external_parameter
+
+    base = _causal_lm(model)
+    head = base.get_output_embeddings()
+    for p in (head.weight, head.bias):
+        if p is not None:
+            register_external_parameter(base, p)
+
+
 def _causal_lm(model):
     return model.get_base_model() if getattr(model, "peft_config", None) is not None else model
 

@@ -25,7 +25,7 @@ from transformers import Trainer
 from ..data.collate import PaddingCollator
 from ..data.packing import PackingCollator
 from .distributed import use_fsdp_on_cpu
-from .loss import install_chunked_forward, keep_eval_logits, remove_chunked_forward
+from .loss import install_chunked_forward, keep_eval_logits, register_head_with_zero3, remove_chunked_forward
 
 log = logging.getLogger("sftune")
 
@@ -55,9 +55,7 @@ class SFTTrainer(Trainer):
         self.loss_note = _set_up_loss(model, chunked_loss)
         super().__init__(*args, **kwargs)
         if self.loss_note is None and self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
-            # ZeRO-3 gathers a weight only inside its own module's forward; the chunked loss reads
-            # the LM head's weight without calling the head, so it would see an empty partition.
-            self.loss_note = _set_up_loss(model, False, why="DeepSpeed ZeRO-3 gathers the LM head only in its own forward")
+            register_head_with_zero3(model)
         if self.loss_note is None:
             keep_eval_logits(model, self.compute_metrics is not None)  # metrics need the logits
 
