@@ -106,8 +106,9 @@ def _write(tmp: Path) -> Path:
     return data
 
 
-def _train(tmp: Path, name: str, model_dir: Path, nproc: int, port: int = 29541, **cfg) -> tuple[Path, str]:
-    """One ``sftune train`` run (through torchrun when nproc > 1); returns (output folder, stderr)."""
+def _train(tmp: Path, name: str, model_dir: Path, nproc: int, port: int = 29541, launcher: list | None = None,
+           **cfg) -> tuple[Path, str]:
+    """One ``sftune train`` run (through torchrun when nproc > 1, or ``launcher``); returns (output folder, log)."""
     out = tmp / name
     conf = {
         "model": str(model_dir), "data": [str(_write(tmp))], "max_steps": 3, "precision": "fp32", "report_to": "none",
@@ -119,7 +120,9 @@ def _train(tmp: Path, name: str, model_dir: Path, nproc: int, port: int = 29541,
     path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1"}
     train = ["-m", "sftune", "train", str(cfg_file), "--output-dir", str(out), "--no-progress", "--no-compare"]
-    if nproc > 1:
+    if launcher:
+        cmd = [*launcher, "--num_processes", str(nproc), "--main_process_port", str(port), *train]
+    elif nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port", str(port), *train]
     else:
         cmd = [sys.executable, *train]
@@ -252,4 +255,19 @@ def test_torch_compile_runs_the_chunked_loss(runs, tiny_model_dir, one_process_f
     out, log = _train(runs, "compiled", tiny_model_dir, 1, method="full", packing=True, max_length=64,
                       per_device_train_batch_size=4, save_steps=200, training_args={"torch_compile": True})
     assert "chunked cross-entropy over trained tokens only" in log
+    _assert_same_losses(_losses(out), _losses(ref))
+
+
+@pytest.mark.slow
+def test_accelerate_launch_fsdp_flags_equal_one_process(runs, tiny_model_dir, one_process_full):
+    """``accelerate launch --use_fsdp`` (no --distributed): accelerate's own FSDP variables, handed back on CPU."""
+    ref, _ = one_process_full
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--use_fsdp", "--fsdp_version", "2",
+                "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_state_dict_type", "SHARDED_STATE_DICT",
+                "--fsdp_reshard_after_forward", "true"]
+    out, log = _train(runs, "accelerate_fsdp", tiny_model_dir, 2, port=29550, launcher=launcher, method="full",
+                      packing=True, max_length=64, per_device_train_batch_size=2, save_steps=2)
+    assert "switched it to its FSDP2 plugin" in log and "chunked loss not used" not in log
+    assert (out / "checkpoint-2" / "pytorch_model_fsdp_0").is_dir()
     _assert_same_losses(_losses(out), _losses(ref))

@@ -84,9 +84,11 @@ def use_fsdp_on_cpu(accelerator, plugin_args: dict | None) -> bool:
     from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
-    if not plugin_args or accelerator.distributed_type != DistributedType.MULTI_CPU:
+    from_launcher = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"  # accelerate launch --use_fsdp / a config file
+    if not (plugin_args or from_launcher) or accelerator.distributed_type != DistributedType.MULTI_CPU:
         return False
-    plugin = FullyShardedDataParallelPlugin(**plugin_args)
+    # With no TrainingArguments for FSDP, the plugin reads the launcher's FSDP_* variables, as accelerate does on GPUs.
+    plugin = FullyShardedDataParallelPlugin(**(plugin_args or {}))
     state = AcceleratorState()
     state.fsdp_plugin = plugin
     state.distributed_type = DistributedType.FSDP
