@@ -262,7 +262,7 @@ def test_torch_compile_runs_the_chunked_loss(runs, tiny_model_dir, one_process_f
 def test_accelerate_launch_fsdp_flags_equal_one_process(runs, tiny_model_dir, one_process_full):
     """``accelerate launch --use_fsdp`` (no --distributed): accelerate's own FSDP variables, handed back on CPU."""
     ref, _ = one_process_full
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
                 "--mixed_precision", "no", "--dynamo_backend", "no", "--use_fsdp", "--fsdp_version", "2",
                 "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_state_dict_type", "SHARDED_STATE_DICT",
                 "--fsdp_reshard_after_forward", "true"]
