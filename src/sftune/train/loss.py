@@ -206,18 +206,42 @@ def _causal_lm(model):
 
 
 def _chunked_forward(self, input_ids=None, labels=None, num_items_in_batch=None, **kwargs):
-    own = type(self).forward
-    if labels is None or (not self.training and getattr(self, "_sftune_eval_logits", False)):
-        if num_items_in_batch is not None:
-            kwargs["num_items_in_batch"] = num_items_in_batch
-        return own(self, input_ids=input_ids, labels=labels, **kwargs)
-    from transformers.modeling_outputs import CausalLMOutputWithPast
-
     # Looked up per call, not captured: FSDP may swap the head's class, a deepcopy has its own.
     decoder, head = self.get_decoder(), self.get_output_embeddings()
+    own = labels is None or (not self.training and getattr(self, "_sftune_eval_logits", False))
+    if not own and _is_dtensor(head.weight):
+        # An FSDP setup that shards the head as its own unit gathers it only around the head's own
+        # forward (accelerate's default keeps it with the root module, gathered here).
+        _warn_once("loss: the LM head is sharded as its own FSDP unit; using the model's own loss")
+        own = True
+    if own:
+        if num_items_in_batch is not None:
+            kwargs["num_items_in_batch"] = num_items_in_batch
+        return type(self).forward(self, input_ids=input_ids, labels=labels, **kwargs)
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
     batch = {k: v for k, v in kwargs.items() if k not in _MODEL_ONLY and v is not None}
     batch.update(input_ids=input_ids, labels=labels)
     if kwargs.get("shift_labels") is not None:
         batch["shift_labels"] = kwargs["shift_labels"]
     loss = chunked_causal_lm_loss(decoder, head, batch, num_items_in_batch)
     return CausalLMOutputWithPast(loss=loss)
+
+
+def _is_dtensor(t) -> bool:
+    return _DTensor is not None and isinstance(t, _DTensor)
+
+
+try:
+    from torch.distributed.tensor import DTensor as _DTensor
+except ImportError:  # torch built without distributed support
+    _DTensor = None
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(msg: str) -> None:
+    if msg not in _warned:
+        _warned.add(msg)
+        log.warning(msg)
