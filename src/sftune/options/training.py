@@ -57,7 +57,7 @@ class TrainingOptions(OptionGroup):
     resume: str | None = None
     """Resume from 'latest' or a checkpoint folder."""
     distributed: Distributed = "auto"
-    """Under torchrun/accelerate launch: ddp, fsdp (accelerate's FSDP2, full shard) or deepspeed-zero2/3 (pip install deepspeed); auto: as launched (DDP). training_args win."""
+    """Under torchrun/accelerate launch: ddp, fsdp (accelerate's FSDP2, full shard) or deepspeed-zero2/3 (pip install 'sftune[deepspeed]'); auto: as launched (DDP). training_args win."""
     training_args: dict[str, Any] = Field(default_factory=dict)
     """Any other transformers.TrainingArguments field, passed through unchanged."""
     eval_questions: list[str] | None = None
