@@ -128,7 +128,12 @@ def threads_per_process(cores: int, local_processes: int, env: dict) -> int | No
 
 
 def set_threads(env=None) -> int | None:
-    """Apply :func:`threads_per_process` to torch in this process and say so; returns the count set."""
+    """Apply :func:`threads_per_process` to torch in this process and say so; returns the count set.
+
+    Called at the start of ``sftune.train.train``. A library user who already called
+    ``torch.set_num_threads`` should also set ``OMP_NUM_THREADS`` (or ``SFTUNE_THREADS``), which is
+    what this looks at.
+    """
     import torch
 
     env = os.environ if env is None else env
