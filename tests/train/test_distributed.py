@@ -173,6 +173,7 @@ def test_two_processes_equal_one_full_packed_chunked(engine, one_process_full, r
     _assert_same_losses(_losses(out), _losses(ref))
     if engine == "fsdp":
         assert "switched it to its FSDP2 plugin" in log
+        assert "still sharded after the decoder" not in log  # the head was gathered: the chunked path ran
         assert (out / "checkpoint-2" / "pytorch_model_fsdp_0").is_dir()  # checkpoints stay sharded
         # so the only save_pretrained is the final one, on rank 0 (0 when progress bars are off)
         assert log.count("Writing model shards: 100%") in (0, 1), log
@@ -211,6 +212,7 @@ def test_fsdp_lora_equals_one_process(runs, tiny_model_dir):
     out, log = _train(runs, "fsdp_lora", tiny_model_dir, 2, port=29545, method="lora", per_device_train_batch_size=2,
                       distributed="fsdp")
     assert "switched it to its FSDP2 plugin" in log and "chunked loss not used" not in log
+    assert "still sharded after the decoder" not in log
     _assert_same_losses(_losses(out), _losses(ref))
     # a plain peft adapter, the same tensors as one process trained
     from peft import PeftConfig

@@ -139,7 +139,15 @@ def chunked_causal_lm_loss(decoder, head, inputs: dict, num_items_in_batch=None,
     keep = targets != IGNORE_INDEX  # (B, T)
     h = hidden[keep]  # (N, H): only the trained positions reach the LM head
     t = targets[keep]
-    total = linear_cross_entropy_sum(h, head.weight, head.bias, t, chunk)
+    if _is_dtensor(head.weight):
+        # FSDP2 swaps in the gathered weight when the head's unit is unsharded; accelerate puts the
+        # head in one unit with the final norm (and the tied embedding), which the decoder's forward
+        # has just unsharded. A setup that leaves it sharded here gathers it only around the head's
+        # own forward: call the head then, on the trained positions only (logits not chunked).
+        _warn_once("loss: the LM head is still sharded after the decoder (its own FSDP unit); calling it unchunked")
+        total = nn.functional.cross_entropy(head(h).float(), t, reduction="sum")
+    else:
+        total = linear_cross_entropy_sum(h, head.weight, head.bias, t, chunk)
     denom = num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1)
     if torch.is_tensor(denom):
         denom = denom.to(total.device)
@@ -208,13 +216,7 @@ def _causal_lm(model):
 def _chunked_forward(self, input_ids=None, labels=None, num_items_in_batch=None, **kwargs):
     # Looked up per call, not captured: FSDP may swap the head's class, a deepcopy has its own.
     decoder, head = self.get_decoder(), self.get_output_embeddings()
-    own = labels is None or (not self.training and getattr(self, "_sftune_eval_logits", False))
-    if not own and _is_dtensor(head.weight):
-        # An FSDP setup that shards the head as its own unit gathers it only around the head's own
-        # forward (accelerate's default keeps it with the root module, gathered here).
-        _warn_once("loss: the LM head is sharded as its own FSDP unit; using the model's own loss")
-        own = True
-    if own:
+    if labels is None or (not self.training and getattr(self, "_sftune_eval_logits", False)):
         if num_items_in_batch is not None:
             kwargs["num_items_in_batch"] = num_items_in_batch
         return type(self).forward(self, input_ids=input_ids, labels=labels, **kwargs)
