@@ -9,6 +9,7 @@ step), so per-step losses and final weights agree to float32 summation order.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import subprocess
@@ -228,17 +229,11 @@ def test_fsdp_lora_equals_one_process(runs, tiny_model_dir):
         torch.testing.assert_close(mine[k], theirs[k], rtol=1e-4, atol=1e-4, msg=k)
 
 
-def _deepspeed_or_skip():
-    import importlib.util
-
-    if importlib.util.find_spec("deepspeed") is None:
-        pytest.skip("deepspeed is not installed (pip install 'sftune[deepspeed]'); on CPU it uses its CPU accelerator over gloo")
-
-
 @pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
+                    reason="deepspeed is not installed (pip install 'sftune[deepspeed]'); on CPU it uses its CPU accelerator over gloo")
 @pytest.mark.parametrize("stage", [2, 3])
 def test_deepspeed_zero_equals_one_process(stage, runs, tiny_model_dir, one_process_full):
-    _deepspeed_or_skip()
     ref, _ = one_process_full
     out, log = _train(runs, f"zero{stage}", tiny_model_dir, 2, port=29546 + stage, method="full", packing=True,
                       max_length=64, per_device_train_batch_size=2, save_steps=200, distributed=f"deepspeed-zero{stage}")
