@@ -25,11 +25,13 @@ def test_two_process_ddp_on_cpu(tiny_model_dir, tmp_path):
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29531",
         "-m", "sftune", "train", "--model", str(tiny_model_dir), "--data", str(data), "--output-dir", str(out),
-        "--method", "lora", "--max-steps", "3", "--per-device-train-batch-size", "2", "--precision", "fp32",
+        "--method", "lora", "--distributed", "ddp", "--max-steps", "3", "--per-device-train-batch-size", "2", "--precision", "fp32",
         "--report-to", "none", "--no-progress", "--no-compare", "--cache-dir", str(tmp_path / "cache"),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # the chunked loss runs inside the model's forward, so DDP's wrapper no longer forces the fallback
+    assert "chunked cross-entropy over trained tokens only" in proc.stderr and "chunked loss not used" not in proc.stderr
     info = json.loads((out / "run_info.json").read_text())
     # Both ranks trained: the Trainer saw world_size 2, so 3 steps consumed 3 * 2 * 2 samples.
     assert info["world_size"] == 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -10,6 +10,9 @@ from .base import OptionGroup
 from .data import DataOptions
 from .method import MethodOptions
 from .model import ModelOptions
+
+Distributed = Literal["auto", "ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3"]
+"""Which engine runs several processes (see sftune.train.distributed)."""
 
 
 class TrainingOptions(OptionGroup):
@@ -53,6 +56,8 @@ class TrainingOptions(OptionGroup):
     """Loggers (tensorboard, wandb, none, ...)."""
     resume: str | None = None
     """Resume from 'latest' or a checkpoint folder."""
+    distributed: Distributed = "auto"
+    """Under torchrun/accelerate launch: ddp, fsdp (accelerate's FSDP2, full shard) or deepspeed-zero2/3 (pip install 'sftune[deepspeed]'); auto: as launched (DDP). training_args win."""
     training_args: dict[str, Any] = Field(default_factory=dict)
     """Any other transformers.TrainingArguments field, passed through unchanged."""
     eval_questions: list[str] | None = None

@@ -15,6 +15,7 @@ of trained tokens of the whole accumulated step (across processes with
 from __future__ import annotations
 
 import logging
+import types
 
 import torch
 from torch import nn
@@ -138,8 +139,111 @@ def chunked_causal_lm_loss(decoder, head, inputs: dict, num_items_in_batch=None,
     keep = targets != IGNORE_INDEX  # (B, T)
     h = hidden[keep]  # (N, H): only the trained positions reach the LM head
     t = targets[keep]
-    total = linear_cross_entropy_sum(h, head.weight, head.bias, t, chunk)
+    if _is_dtensor(head.weight):
+        # FSDP2 swaps in the gathered weight when the head's unit is unsharded; accelerate puts the
+        # head in one unit with the final norm (and the tied embedding), which the decoder's forward
+        # has just unsharded. A setup that leaves it sharded here gathers it only around the head's
+        # own forward: call the head then, on the trained positions only (logits not chunked).
+        _warn_once("loss: the LM head is still sharded after the decoder (its own FSDP unit); calling it unchunked")
+        total = nn.functional.cross_entropy(head(h).float(), t, reduction="sum")
+    else:
+        total = linear_cross_entropy_sum(h, head.weight, head.bias, t, chunk)
     denom = num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1)
     if torch.is_tensor(denom):
         denom = denom.to(total.device)
     return total / denom
+
+
+# --- the chunked loss inside the model's forward ---------------------------------------------
+#
+# DDP prepares its gradient reducer, FSDP gathers the sharded weights and DeepSpeed ZeRO-3 fetches
+# its partitions in the hooks around the ROOT module's call, and torch.compile compiles that call.
+# A loss that reached into the decoder from outside would skip all of them. So the chunked loss
+# runs inside the causal LM's own ``forward``: an instance attribute on the plain model, set
+# before the Trainer wraps it. The module's class (and so save_pretrained, peft, the FSDP/DDP
+# wrapping) is unchanged; without labels (generation) the class's forward runs as before.
+
+_MODEL_ONLY = ("labels", "shift_labels", "num_items_in_batch", "logits_to_keep", "return_dict", "use_cache")
+
+
+def install_chunked_forward(model) -> str | None:
+    """Make ``model(**batch)`` with ``labels`` return the chunked loss; None when done, else why it can't.
+
+    ``model`` is a ``*ForCausalLM`` or a peft model over one; the override goes on the causal LM
+    (a peft model's forward calls it), so whatever wraps ``model`` later runs it inside its own
+    forward. ``remove_chunked_forward`` undoes it.
+    """
+    parts, why = chunked_parts(model)
+    if why:
+        return why
+    base = _causal_lm(model)
+    base.forward = types.MethodType(_chunked_forward, base)  # a copy.deepcopy rebinds it to the copy
+    return None
+
+
+def remove_chunked_forward(model) -> None:
+    base = _causal_lm(model)
+    if isinstance(base.__dict__.get("forward"), types.MethodType) and base.__dict__["forward"].__func__ is _chunked_forward:
+        del base.forward
+
+
+def keep_eval_logits(model, keep: bool) -> None:
+    """In eval mode, run the model's own forward (with logits) instead: ``compute_metrics`` needs them."""
+    _causal_lm(model)._sftune_eval_logits = keep
+
+
+def register_head_with_zero3(model) -> None:
+    """Under DeepSpeed ZeRO-3, have the causal LM's forward gather the LM head's weight.
+
+    ZeRO-3 gathers a partitioned weight around its own module's forward; the chunked loss reads
+    the head's weight without calling the head, so the weight is declared an "external parameter"
+    of the causal LM (DeepSpeed's documented hook for exactly this), gathered for its whole forward
+    and backward.
+    """
+    from deepspeed.runtime.zero.partition_parameters import register_external_parameter
+
+    base = _causal_lm(model)
+    head = base.get_output_embeddings()
+    for p in (head.weight, head.bias):
+        if p is not None:
+            register_external_parameter(base, p)
+
+
+def _causal_lm(model):
+    return model.get_base_model() if getattr(model, "peft_config", None) is not None else model
+
+
+def _chunked_forward(self, input_ids=None, labels=None, num_items_in_batch=None, **kwargs):
+    # Looked up per call, not captured: FSDP may swap the head's class, a deepcopy has its own.
+    decoder, head = self.get_decoder(), self.get_output_embeddings()
+    if labels is None or (not self.training and getattr(self, "_sftune_eval_logits", False)):
+        if num_items_in_batch is not None:
+            kwargs["num_items_in_batch"] = num_items_in_batch
+        return type(self).forward(self, input_ids=input_ids, labels=labels, **kwargs)
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    batch = {k: v for k, v in kwargs.items() if k not in _MODEL_ONLY and v is not None}
+    batch.update(input_ids=input_ids, labels=labels)
+    if kwargs.get("shift_labels") is not None:
+        batch["shift_labels"] = kwargs["shift_labels"]
+    loss = chunked_causal_lm_loss(decoder, head, batch, num_items_in_batch)
+    return CausalLMOutputWithPast(loss=loss)
+
+
+def _is_dtensor(t) -> bool:
+    return _DTensor is not None and isinstance(t, _DTensor)
+
+
+try:
+    from torch.distributed.tensor import DTensor as _DTensor
+except ImportError:  # torch built without distributed support
+    _DTensor = None
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(msg: str) -> None:
+    if msg not in _warned:
+        _warned.add(msg)
+        log.warning(msg)

@@ -205,6 +205,9 @@ def training_arguments(cfg: SFTConfig, out: Path, precision_args: dict, has_eval
         disable_tqdm=True,  # sftune's own progress bar replaces the Trainer's
         **precision_args,
     )
+    from .distributed import distributed_training_args
+
+    kw.update(distributed_training_args(cfg.distributed))
     if cfg.streaming:
         # Each process reads the (seeded, identical) stream and keeps its share of every batch;
         # accelerate's default for iterable data, rank 0 sending batches, needs equal-length batches.
@@ -244,9 +247,11 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
     from ..model.methods import apply_method, describe_parameters, qlora_load_kwargs
     from ..model.precision import choose_precision, training_args_for
     from .callbacks import CheckpointMarker, MetricsLog, ProgressBar, latest_complete_checkpoint
+    from .distributed import save_model, set_threads
     from .trainer import SFTTrainer
 
     t_start = time.perf_counter()
+    set_threads()  # several processes on one machine: cores / processes threads each, unless set
     cfg = bundled_config_defaults(cfg)
     rank, world = _world()
     out = default_output_dir(cfg)
@@ -300,7 +305,13 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
     if eval_ds is not None:
         metrics.update(trainer.evaluate())
 
+    if questions and (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
+        # Generating on rank 0 alone would wait forever for the other ranks' shards.
+        log.info("before/after answers: skipped, the weights are sharded across processes (ask with: sftune chat --model %s)", out)
+        questions, before = [], []
     after = ask(trainer.model, tokenizer, questions, cfg=cfg) if questions else []
+    # Every rank: FSDP/ZeRO-3 gather the full weights collectively; rank 0 writes.
+    save_model(trainer, out, saved_dtype(cfg) if cfg.method in ("full", "selective") else None)
     if rank == 0:
         save_outputs(trainer, tokenizer, cfg, out, precision, why, metrics, data_info, questions, before, after)
         if cfg.export:
@@ -340,11 +351,7 @@ def saved_dtype(cfg: SFTConfig):
 def save_outputs(trainer, tokenizer, cfg, out: Path, precision, why, metrics, data_info, questions, before, after):
     from ..model.chat_settings import save_chat_settings
 
-    if cfg.method in ("full", "selective"):
-        dtype = saved_dtype(cfg)
-        if dtype is not None and dtype != next(trainer.model.parameters()).dtype:
-            trainer.model.to(dtype)  # training is over; only the saved copy's dtype changes meaning
-    trainer.save_model(str(out))  # full weights or the adapter, as safetensors
+    # The model itself was written by distributed.save_model (full weights or the adapter, safetensors).
     # The Trainer also pickles its arguments; the output holds no pickles (sftune_config.yaml and
     # run_info.json record the same settings in plain text).
     (out / "training_args.bin").unlink(missing_ok=True)

@@ -10,7 +10,9 @@ sftune changes is small and visible here:
 * the loss: a chunked cross-entropy that runs the LM head only on trained tokens and never holds
   the ``[tokens, vocab]`` logits (``sftune.train.loss``), normalised by the trained tokens of the
   whole accumulated step across processes (the Trainer's ``num_items_in_batch``), so 1×8
-  accumulation equals 8×1. Models it cannot handle keep their own loss (logged once).
+  accumulation equals 8×1. It is installed in the model's own forward before the Trainer wraps
+  the model, so DDP, FSDP, DeepSpeed and torch.compile run it as they run any forward. Models it
+  cannot handle keep their own loss (logged once).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from transformers import Trainer
 
 from ..data.collate import PaddingCollator
 from ..data.packing import PackingCollator
-from .loss import chunked_causal_lm_loss, chunked_parts
+from .distributed import use_fsdp_on_cpu
+from .loss import install_chunked_forward, keep_eval_logits, register_head_with_zero3, remove_chunked_forward
 
 log = logging.getLogger("sftune")
 
@@ -39,7 +42,6 @@ class SFTTrainer(Trainer):
 
     def __init__(self, *args, group_by_length: bool = False, chunked_loss: bool = True, **kwargs):
         self.chunked_loss = chunked_loss
-        self._loss_parts = None  # resolved on the first step: (decoder, lm_head) or None
         tok = kwargs.get("processing_class")
         pad_id = getattr(tok, "pad_token_id", None)
         pad_id = pad_id if pad_id is not None else 0
@@ -49,7 +51,28 @@ class SFTTrainer(Trainer):
         self.group_by_length_ = group_by_length
         if kwargs.get("data_collator") is None:
             kwargs["data_collator"] = _Collator(PackingCollator(pad_id), PaddingCollator(pad_token_id=pad_id))
+        model = kwargs["model"] if "model" in kwargs else (args[0] if args else None)
+        self.loss_note = _set_up_loss(model, chunked_loss)
         super().__init__(*args, **kwargs)
+        if self.loss_note is None and self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
+            register_head_with_zero3(model)
+        if self.loss_note is None:
+            keep_eval_logits(model, self.compute_metrics is not None)  # metrics need the logits
+
+    def create_accelerator_and_postprocess(self):
+        super().create_accelerator_and_postprocess()
+        if use_fsdp_on_cpu(self.accelerator, self.args.fsdp_plugin_args):
+            self.is_fsdp_enabled = True
+
+    save_dtype = None
+    """The dtype a gathered full state dict (FSDP, ZeRO-3) is written in; see ``distributed.save_model``."""
+
+    def _save(self, output_dir=None, state_dict=None):
+        if state_dict:  # gathered from shards (FSDP, DeepSpeed): copies, no longer sharing storage
+            state_dict = _without_tied_copies(self.accelerator.unwrap_model(self.model), state_dict)
+            if self.save_dtype is not None and not hasattr(self.model, "peft_config"):
+                state_dict = {k: v.to(self.save_dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+        super()._save(output_dir, state_dict=state_dict)
 
     def _get_train_sampler(self, train_dataset=None):
         ds = train_dataset if train_dataset is not None else self.train_dataset
@@ -74,44 +97,15 @@ class SFTTrainer(Trainer):
             return
         super()._track_num_input_tokens(inputs)
 
-    def _resolve_loss_parts(self, model):
-        if self._loss_parts is None:
-            why = None
-            if not self.chunked_loss:
-                why = "chunked_loss=False"
-            elif self.accelerator.unwrap_model(model) is not model:
-                # DDP/FSDP/DeepSpeed synchronise gradients in their own forward; calling the inner
-                # decoder directly would bypass it.
-                why = f"the model is wrapped by {type(model).__name__}"
-            else:
-                parts, why = chunked_parts(model)
-            if why:
-                log.info("loss: the model's own cross-entropy (chunked loss not used: %s)", why)
-                self._loss_parts = False
-            else:
-                log.info("loss: chunked cross-entropy over trained tokens only")
-                self._loss_parts = parts
-        return self._loss_parts
-
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if "position_ids" in inputs:
             # Packed rows: transformers derives the per-sample attention from position_ids only
             # without a KV cache (and the cache is useless in training anyway).
             inputs = {**inputs, "use_cache": False}
-        parts = self._resolve_loss_parts(model) if "labels" in inputs else False
-        if not parts or self.label_smoother is not None or self.compute_loss_func is not None or (
-            return_outputs and self.compute_metrics is not None  # metrics need the logits
-        ):
-            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        # accelerate applies mixed precision by wrapping model.forward; the decoder is called
-        # directly here, so enter the same autocast explicitly (a no-op in fp32).
-        with self.accelerator.autocast():
-            loss = chunked_causal_lm_loss(*parts, inputs, num_items_in_batch)
-        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-            # num_items_in_batch counts every process's tokens while DDP averages the gradients:
-            # scale back, as Trainer.compute_loss does for the model's own loss.
-            loss = loss * self.accelerator.num_processes
-        return (loss, {"loss": loss}) if return_outputs else loss
+        # The chunked loss, when installed, runs inside model.forward (see sftune.train.loss): the
+        # Trainer's own compute_loss passes num_items_in_batch (trained tokens of the whole
+        # accumulated step across processes) and scales by the process count as for any model.
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
 
 def packed_real_tokens(batch: dict, pad_token_id: int) -> int:
@@ -134,6 +128,33 @@ def packed_real_tokens(batch: dict, pad_token_id: int) -> int:
         if last > 0 and bool((labels[r, last:] == -100).all()) and bool((ids[r, last:] == pad_token_id).all()):
             total -= ids.shape[1] - last
     return total
+
+
+def _without_tied_copies(model, state_dict: dict) -> dict:
+    """Drop the second name of each tied parameter (lm_head.weight when it is the embedding).
+
+    save_pretrained recognises ties by shared storage; a state dict gathered from shards holds
+    separate copies, so the folder would carry a redundant lm_head.weight the base model lacks.
+    """
+    first, drop = {}, set()
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first and name in state_dict:
+            drop.add(name)
+        first.setdefault(id(p), name)
+    return {k: v for k, v in state_dict.items() if k not in drop}
+
+
+def _set_up_loss(model, chunked: bool, why: str = "chunked_loss=False") -> str | None:
+    """Install the chunked loss in ``model``'s forward, or keep its own; log which. None when installed, else why not."""
+    if model is None:
+        return "no model given"
+    why = why if not chunked else install_chunked_forward(model)
+    if why:
+        remove_chunked_forward(model)
+        log.info("loss: the model's own cross-entropy (chunked loss not used: %s)", why)
+    else:
+        log.info("loss: chunked cross-entropy over trained tokens only, inside the model's forward")
+    return why
 
 
 class _Collator:
