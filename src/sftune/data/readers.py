@@ -41,16 +41,17 @@ stable reason (``missing field 'output'``, ``empty answer``, ...), with the firs
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ..config import DataSource
 from .conversation import Conversation, Message
 from .files import iter_rows
+from .json_rows import Span
 from .messages import COLUMN_KEYS, ROLE_TAGS, _Bad, _check_chat, _Columns, _get, _maybe_json_list, _messages, _str, _type_name, _with_system, read_tools
 from .report import DataError, DataReport
 from .toolcalls import tool_names
 
-__all__ = ["COLUMN_KEYS", "FORMATS", "FORMAT_KEYS", "ROLE_TAGS", "detect_format", "read_conversations"]
+__all__ = ["COLUMN_KEYS", "FORMATS", "FORMAT_KEYS", "ROLE_TAGS", "detect_format", "iter_conversations", "read_conversations"]
 
 FORMATS = ("alpaca", "sharegpt", "messages", "prompt_completion", "text")
 
@@ -189,7 +190,20 @@ def read_conversations(
     system_prompt: str | None = None,
     require_answer: bool = True,
 ) -> list[Conversation]:
-    """Read one data source into conversations, in input order; bad rows go to ``report``.
+    """Read one data source into a list of conversations: :func:`iter_conversations`, all at once."""
+    return list(iter_conversations(source, report, default_format=default_format, system_prompt=system_prompt, require_answer=require_answer))
+
+
+def iter_conversations(
+    source: DataSource | str,
+    report: DataReport,
+    *,
+    default_format: str = "auto",
+    system_prompt: str | None = None,
+    require_answer: bool = True,
+    span: Span | None = None,
+) -> Iterator[Conversation]:
+    """Read one data source into conversations, lazily and in input order; bad rows go to ``report``.
 
     ``source.format`` (else ``default_format``) picks the layout; ``auto`` detects it from the
     first row's columns. ``system_prompt`` becomes the first message of chat conversations that
@@ -197,7 +211,9 @@ def read_conversations(
 
     Every row read is counted with ``report.seen()``; bad rows go to ``report.handle`` (which
     raises in strict mode). ``report.kept`` is left to the caller, which keeps fewer rows after
-    tokenising.
+    tokenising. ``span`` reads one slice of a ``.jsonl`` file (see
+    :func:`~sftune.data.json_rows.jsonl_spans`); with ``format`` ``auto`` the slice's own first
+    row decides, so a caller splitting a file detects the format once and passes it in ``source``.
     """
     if isinstance(source, str):
         source = DataSource(path=source)
@@ -206,8 +222,7 @@ def read_conversations(
         raise DataError(f"unknown format '{fmt}'", source.path, fix=f"use one of: auto, {', '.join(FORMATS)}")
     cols = _Columns(source.columns, source.path)
     parse = PARSERS.get(fmt)
-    out: list[Conversation] = []
-    for src, row in iter_rows(source.path, source.split):
+    for src, row in iter_rows(source.path, source.split, span):
         report.seen()
         if isinstance(row, DataError):
             report.handle(row)
@@ -225,8 +240,7 @@ def read_conversations(
             conv.messages = _with_system(conv.messages, system_prompt)
         if conv.tools:
             _check_call_names(conv, report)
-        out.append(conv)
-    return out
+        yield conv
 
 
 def _check_call_names(conv: Conversation, report: DataReport) -> None:
