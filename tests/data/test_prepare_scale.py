@@ -1,8 +1,11 @@
-"""`prepare` at scale: rows streamed to Arrow files, and `num_proc` processes giving the same result as one."""
+"""`prepare` at scale: rows streamed to Arrow files with bounded memory, and `num_proc` processes giving the same result as one."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +114,64 @@ def test_num_proc_must_be_positive():
 
     with pytest.raises(ConfigError, match="num_proc"):
         SFTConfig(num_proc=0)
+
+
+# Runs in a fresh process: samples the process's anonymous resident memory (RssAnon: what it
+# holds, without the pages of memory-mapped files, which the kernel can drop) every 5 ms while
+# prepare() runs, after a warm-up run has done the imports and lazy set-up.
+PROBE = r"""
+import json, sys, threading, time
+from transformers import AutoTokenizer
+from sftune.config import SFTConfig
+from sftune.data import shards
+from sftune.data.prepare import prepare
+
+def anon():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("RssAnon:"))
+
+tok_dir, warm, data, cache = sys.argv[1:5]
+# Small thresholds, so that these small files behave as millions of rows do with the defaults.
+shards.SPILL_BYTES, shards.WRITE_BYTES = 4 << 20, 1 << 20
+tok = AutoTokenizer.from_pretrained(tok_dir)
+prepare(SFTConfig(data=[warm], cache_dir=cache), tok, use_cache=False, progress=False)
+peak, done = [0], threading.Event()
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], anon())
+        time.sleep(0.005)
+base = anon()
+sampler = threading.Thread(target=sample)
+sampler.start()
+prep = prepare(SFTConfig(data=[data], cache_dir=cache), tok, progress=False)
+done.set()
+sampler.join()
+growth = max(peak[0], anon()) - base
+import pyarrow.compute as pc
+tokens = pc.sum(pc.list_value_length(prep.dataset.data.column("input_ids"))).as_py()
+print(json.dumps({"rows": len(prep.dataset), "tokens": tokens, "growth": growth}))
+"""
+
+
+def peak_growth(tok_dir: Path, tmp: Path, rows: int) -> dict:
+    warm = write_chats(tmp / "warm.jsonl", 600)
+    data = write_chats(tmp / f"{rows}.jsonl", rows)
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    out = subprocess.run([sys.executable, "-c", PROBE, str(tok_dir), str(warm), str(data), str(tmp / f"cache-{rows}")],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads RssAnon from /proc (Linux)")
+def test_peak_memory_does_not_grow_with_the_rows(smol_tokenizer_dir, tmp_path):
+    small = peak_growth(smol_tokenizer_dir, tmp_path, 20_000)
+    big = peak_growth(smol_tokenizer_dir, tmp_path, 80_000)
+    assert (small["rows"], big["rows"]) == (20_000, 80_000)
+    # Held as Python lists, as prepare() did before streaming, the rows alone would take at least
+    # 8 bytes per token per column (a pointer each, before the int objects): 4 times more for 4
+    # times the rows. Streamed, the peak is a chunk plus the 4 MiB spill buffer, whatever the size.
+    as_lists = big["tokens"] * 2 * 8
+    assert big["growth"] < as_lists / 4, (small, big)
+    assert big["growth"] < 1.5 * small["growth"] + (8 << 20), (small, big)
