@@ -7,7 +7,9 @@ samples the memory of that process and its workers every 0.1 s:
 - peak RSS: resident memory of the process tree (summed over the processes), including the
   pages of memory-mapped Arrow files it reads (the page cache: the kernel drops them under
   pressure);
-- peak anonymous RSS: the same without file-backed pages; the memory the run actually holds.
+- peak anonymous RSS: the same without file-backed pages; the memory the run actually holds;
+- CPU seconds (user + system) of the run and its workers: on a busy machine wall time depends on
+  the neighbours, CPU time much less.
 
 Each run reads the same file into a fresh cache folder (so nothing comes from a previous run)
 and writes the dataset to ``--output``; the numbers include process start, tokenizer loading,
@@ -24,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -83,6 +86,7 @@ def tree_memory(proc: psutil.Process) -> tuple[int, int]:
 
 
 def run(cmd: list[str], env: dict) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     popen = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     proc = psutil.Process(popen.pid)
@@ -94,7 +98,9 @@ def run(cmd: list[str], env: dict) -> dict:
     out = popen.stdout.read()
     if popen.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out}")
-    return {"seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss / 2**20, "peak_anon_mb": peak_anon / 2**20, "output": out}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the run and its workers, once waited for
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"seconds": time.perf_counter() - t0, "cpu_seconds": cpu, "peak_rss_mb": peak_rss / 2**20, "peak_anon_mb": peak_anon / 2**20, "output": out}
 
 
 def main() -> None:
@@ -127,7 +133,8 @@ def main() -> None:
             r = run(cmd, env)
             kept = next(int(line.split()[1]) for line in r["output"].splitlines() if line.startswith("prepared "))
             r.update(procs=n, rows=args.rows, kept=kept, rows_per_s=args.rows / r["seconds"], cpu=_cpu())
-            print(f"--num-proc {n}: {args.rows:,} rows ({kept:,} kept) in {r['seconds']:.0f}s = {r['rows_per_s']:,.0f} rows/s; "
+            print(f"--num-proc {n}: {args.rows:,} rows ({kept:,} kept) in {r['seconds']:.0f}s = {r['rows_per_s']:,.0f} rows/s "
+                  f"(CPU {r['cpu_seconds']:.0f}s = {args.rows / r['cpu_seconds']:,.0f} rows per CPU-second); "
                   f"peak RSS {r['peak_rss_mb']:,.0f} MiB, peak anonymous RSS {r['peak_anon_mb']:,.0f} MiB")
             print("   " + next(line for line in r["output"].splitlines() if line.startswith("prepared ")))
             results.append({k: v for k, v in r.items() if k != "output"})

@@ -166,9 +166,10 @@ def plan(sources: list[DataSource], num_proc: int, default_format: str = "auto")
     more than :data:`MIN_PIECE_BYTES` is cut into spans (about :data:`PIECES_PER_PROC` per process)."""
     from .files import source_kind
 
+    # A missing file or an unsupported type fails now, not after the sources before it are encoded.
+    kinds = [source_kind(s.path) for s in sources]
     if num_proc <= 1:
         return [Piece(s) for s in sources]
-    kinds = [_kind(s.path, source_kind) for s in sources]
     total = sum(os.path.getsize(s.path) for s, k in zip(sources, kinds) if k == "jsonl")
     piece_bytes = max(MIN_PIECE_BYTES, -(-total // (num_proc * PIECES_PER_PROC)))
     pieces = []
@@ -180,13 +181,6 @@ def plan(sources: list[DataSource], num_proc: int, default_format: str = "auto")
         src = _with_format(src, default_format)
         pieces.extend(Piece(src, span) for span in jsonl_spans(src.path, -(-size // piece_bytes)))
     return pieces
-
-
-def _kind(path: str, source_kind) -> str:
-    try:
-        return source_kind(path)
-    except DataError:
-        return "error"  # reported when the piece is read, in input order, as with one process
 
 
 def _with_format(src: DataSource, default_format: str) -> DataSource:
