@@ -53,9 +53,10 @@ def test_two_processes_give_the_rows_and_report_of_one(smol_tokenizer, tmp_path,
     assert len(rows2) == len(rows1) > 800
     assert rows2 == rows1  # every token, label and file:line, in input order
     assert report2 == report1
-    # Spans after the first still name the true line: the last bad lines of big.jsonl, and the
-    # first five examples of a reason in input order, across pieces.
-    assert report2["examples"]["malformed JSON"][:2] == [f"{big}:37", f"{big}:148"]
+    # Spans after the first (about 112 lines each) still name the true lines, and a reason keeps
+    # its first five examples in input order, across pieces.
+    assert report2["examples"]["malformed JSON"] == [f"{big}:{n}" for n in (37, 148, 259, 370, 481)]
+    assert report2["dropped_by_reason"]["malformed JSON"] == 8 + 1  # big.jsonl's and malformed.jsonl's
     assert report2["rows_in"] == 900 - 900 // 37 // 3 + 3 + 14  # blank lines are not rows; csv 3, malformed.jsonl 14
     assert rows2[-1]["source"] == f"{FIXTURES / 'malformed.jsonl'}:15"
 

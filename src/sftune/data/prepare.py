@@ -27,7 +27,6 @@ from .tokenize import Encoder
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class Prepared:
     """A prepared dataset (``input_ids``, ``labels``, ``source``) and how it was made."""
@@ -167,11 +166,16 @@ def _work_dir(prepared_root: Path) -> Path:
 
 
 def to_dataset(cols: dict[str, list]):
-    """Columns of rows -> ``datasets.Dataset`` (``input_ids``/``labels``: lists of int32)."""
+    """Columns of rows -> ``datasets.Dataset`` (``input_ids``/``labels``: lists of int32).
+
+    >>> to_dataset({"input_ids": [[1, 2]], "labels": [[-100, 2]], "source": ["a.jsonl:1"]})[0]
+    {'input_ids': [1, 2], 'labels': [-100, 2], 'source': 'a.jsonl:1'}
+    """
     import datasets
     import pyarrow as pa
 
-    rows = [dict(zip(cols, r)) for r in zip(*(cols[k] for k in ("input_ids", "labels", "source")))]
+    names = ("input_ids", "labels", "source")
+    rows = [dict(zip(names, r)) for r in zip(*(cols[k] for k in names))]
     return datasets.Dataset(pa.Table.from_batches([rows_to_batch(rows)]))
 
 
