@@ -85,17 +85,20 @@ def tree_memory(proc: psutil.Process) -> tuple[int, int]:
     return rss, anon
 
 
-def run(cmd: list[str], env: dict) -> dict:
+def run(cmd: list[str], env: dict, log: Path) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    popen = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    proc = psutil.Process(popen.pid)
-    peak_rss = peak_anon = 0
-    while popen.poll() is None:
-        rss, anon = tree_memory(proc)
-        peak_rss, peak_anon = max(peak_rss, rss), max(peak_anon, anon)
-        time.sleep(0.1)
-    out = popen.stdout.read()
+    # Output to a file, not a pipe: a pipe nobody reads while the run lasts fills up with
+    # progress bars and blocks the run.
+    with open(log, "w") as f:
+        popen = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, text=True)
+        proc = psutil.Process(popen.pid)
+        peak_rss = peak_anon = 0
+        while popen.poll() is None:
+            rss, anon = tree_memory(proc)
+            peak_rss, peak_anon = max(peak_rss, rss), max(peak_anon, anon)
+            time.sleep(0.1)
+    out = log.read_text()
     if popen.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the run and its workers, once waited for
@@ -130,7 +133,7 @@ def main() -> None:
                    "--cache-dir", str(cache)]
             if n != 1:
                 cmd += ["--num-proc", str(n)]
-            r = run(cmd, env)
+            r = run(cmd, env, work / f"prepare-{n}.log")
             kept = next(int(line.split()[1]) for line in r["output"].splitlines() if line.startswith("prepared "))
             r.update(procs=n, rows=args.rows, kept=kept, rows_per_s=args.rows / r["seconds"], cpu=_cpu())
             print(f"--num-proc {n}: {args.rows:,} rows ({kept:,} kept) in {r['seconds']:.0f}s = {r['rows_per_s']:,.0f} rows/s "
