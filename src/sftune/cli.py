@@ -22,7 +22,7 @@ from .options import DataOptions, ModelOptions, SFTConfig
 log = logging.getLogger("sftune")
 
 # The keys of the data stage (prepare, inspect): the model's tokenizer and the data options.
-DATA_KEYS = ["model", "data", "format", "template", "mask", "max_length", "packing", "strict", "system_prompt", "cache_dir", "trust_remote_code"]
+DATA_KEYS = ["model", "data", "format", "template", "mask", "max_length", "packing", "strict", "system_prompt", "num_proc", "cache_dir", "trust_remote_code"]
 assert set(DATA_KEYS) <= set(DataOptions.model_fields) | set(ModelOptions.model_fields)
 _parse_source = parse_source  # the old private name, kept for callers outside sftune
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from .conversation import Source
 from .hub import SUPPORTED, dataset_rows, load_from_disk, load_hub
-from .json_rows import SURROGATE, Row, json_rows, jsonl_rows, not_utf8
+from .json_rows import SURROGATE, Row, Span, json_rows, jsonl_rows, not_utf8
 from .report import DataError
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -96,17 +96,21 @@ def _looks_local(path: str) -> bool:
     )
 
 
-def iter_rows(path: str, split: str = "train") -> Iterator[tuple[Source, Row]]:
+def iter_rows(path: str, split: str = "train", span: Span | None = None) -> Iterator[tuple[Source, Row]]:
     """Yield ``(Source, dict | DataError)`` for every row of ``path``, in file order.
 
-    Raises :class:`DataError` (rather than yielding it) when the source as a whole cannot be
+    Rows are read lazily (a line, a CSV record, a Parquet batch at a time), except that a
+    ``.json`` array is parsed whole. ``span`` reads one slice of a ``.jsonl`` file
+    (:func:`~sftune.data.json_rows.jsonl_spans`). Raises :class:`DataError` (rather than yielding it) when the source as a whole cannot be
     opened because of how it was named: a missing file, an unknown split, a hub name offline.
     """
     kind = source_kind(path)
     readers = {"jsonl": jsonl_rows, "json": json_rows, "csv": _csv_rows, "parquet": _parquet_rows}
+    if span is not None and kind != "jsonl":
+        raise ValueError(f"{path}: only .jsonl files are read in spans, this is a {kind} source")
     if kind in readers:
         try:
-            yield from readers[kind](path)
+            yield from (readers[kind](path, span) if span is not None else readers[kind](path))
         except OSError as e:  # permissions, a file that vanished, an I/O error mid-read
             yield Source(path), _unreadable(path, e)
     elif kind == "disk":

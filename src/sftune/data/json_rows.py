@@ -13,9 +13,11 @@ malformed JSON at its line and column, bytes that are not UTF-8, a row that is n
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from .conversation import Source
 from .report import DataError
@@ -45,10 +47,25 @@ def _malformed(src: Source, e: json.JSONDecodeError, what: str) -> DataError:
 
 
 # ---- .jsonl -----------------------------------------------------------------------------------
-def jsonl_rows(path: str) -> Iterator[tuple[Source, Row]]:
-    index = 0
+class Span(NamedTuple):
+    """A slice of a ``.jsonl`` file that starts and ends at line starts: bytes ``[start, end)``
+    (``end=None``: to the end of the file), with the line number and row index of its first line,
+    so rows read from the slice name the same ``file:line`` as rows read from the whole file."""
+
+    start: int = 0
+    end: int | None = None
+    line: int = 1
+    index: int = 0
+
+
+def jsonl_rows(path: str, span: Span | None = None) -> Iterator[tuple[Source, Row]]:
+    """Rows of a ``.jsonl`` file (or of one :class:`Span` of it), read one line at a time."""
+    span = span or Span()
+    index = span.index
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
+        f.seek(span.start)
+        lines = f if span.end is None else _lines_until(f, span.end - span.start)
+        for lineno, raw in enumerate(lines, start=span.line):
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a BOM some editors write
                 raw = raw[3:]
             if not raw.strip():
@@ -65,6 +82,46 @@ def jsonl_rows(path: str) -> Iterator[tuple[Source, Row]]:
                 yield src, _object(json.loads(text), src)
             except json.JSONDecodeError as e:
                 yield src, _malformed(src, e, f"line {lineno} one")
+
+
+def _lines_until(f, n_bytes: int) -> Iterator[bytes]:
+    for raw in f:
+        yield raw
+        n_bytes -= len(raw)
+        if n_bytes <= 0:
+            return
+
+
+def jsonl_spans(path: str, n: int) -> list[Span]:
+    """Cut a ``.jsonl`` file into about ``n`` spans of similar size, each ending at a line end.
+
+    One pass over the file counts the lines and rows (non-blank lines) before each cut, so that
+    each span can be read on its own (in another process) and still report true line numbers.
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "a.jsonl")
+    >>> _ = open(p, "w").write('{"text": "a"}\\n\\n{"text": "b"}\\n{"text": "c"}\\n')
+    >>> [(s.line, s.index) for s in jsonl_spans(p, 2)]
+    [(1, 0), (4, 2)]
+    >>> [[src.line for src, _ in jsonl_rows(p, s)] for s in jsonl_spans(p, 2)]
+    [[1, 3], [4]]
+    """
+    size = os.path.getsize(path)
+    step = max(1, -(-size // max(1, n)))
+    spans: list[Span] = []
+    first = Span(0, None, 1, 0)
+    pos, line, index = 0, 1, 0
+    with open(path, "rb") as f:
+        for raw in f:
+            pos += len(raw)
+            if (raw[3:] if line == 1 and raw.startswith(b"\xef\xbb\xbf") else raw).strip():
+                index += 1
+            line += 1
+            if pos - first.start >= step and pos < size:
+                spans.append(first._replace(end=pos))
+                first = Span(pos, None, line, index)
+    spans.append(first._replace(end=size))
+    return spans
 
 
 def _object(value, src: Source) -> Row:

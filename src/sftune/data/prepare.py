@@ -7,10 +7,12 @@ second run with the same inputs skips it.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
-import itertools
 import json
 import logging
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +20,11 @@ from pathlib import Path
 from .. import __version__
 from ..config import DataSource, SFTConfig
 from .report import DataReport
+from .shards import CHUNK, EncodeJob, encode_sources, rows_to_batch
 from .templates import resolve_template
 from .tokenize import Encoder
 
 log = logging.getLogger(__name__)
-
-CHUNK = 512  # conversations per tokenizer call: big enough for the Rust batch path, small for progress
 
 
 @dataclass
@@ -76,7 +77,10 @@ def cache_key(cfg: SFTConfig, sources: list[DataSource], tokenizer, template: st
 
 
 def encode_conversations(convs, encoder: Encoder, report: DataReport, progress: bool = True) -> dict[str, list]:
-    """Encode in chunks with a progress bar; returns columns for :func:`to_dataset`."""
+    """Encode a list of conversations in chunks; returns columns for :func:`to_dataset`.
+
+    Holds every row in memory: :func:`prepare` streams its sources instead (:mod:`sftune.data.shards`).
+    """
     from tqdm.auto import tqdm
 
     cols: dict[str, list] = {"input_ids": [], "labels": [], "source": []}
@@ -97,19 +101,26 @@ def prepare(
     template: str | None = None,
     use_cache: bool = True,
     progress: bool = True,
+    num_proc: int | None = None,
 ) -> Prepared:
     """Read every source, encode it, and return the dataset (rows in input order).
 
     ``template`` is a chat template already resolved (Jinja source), for a caller preparing
     several sources with one template; by default ``cfg.template`` is resolved here.
+
+    Memory stays bounded by a chunk of rows, whatever the size of the data: sources are read
+    lazily and encoded in chunks, and once the encoded rows pass 64 MiB they are streamed to an
+    Arrow file; the dataset returned is then memory-mapped (from the cache, or with
+    ``use_cache=False`` from a work folder removed when Python exits). ``num_proc`` (default
+    ``cfg.num_proc``) encodes in that many processes: per source, and large ``.jsonl`` files in
+    spans; the rows and the report are the same as with one process. See :mod:`sftune.data.shards`.
     """
     import datasets
-
-    from .readers import read_conversations
 
     sources = list(cfg.data if sources is None else sources)
     if not sources:
         raise ValueError("no training data given: pass --data FILE (or `data:` in the config)")
+    num_proc = cfg.num_proc if num_proc is None else num_proc
     template = resolve_template(cfg.template, tokenizer) if template is None else template
     t0 = time.perf_counter()
     key = cache_key(cfg, sources, tokenizer, template)
@@ -122,43 +133,54 @@ def prepare(
         return Prepared(ds, report, template, time.perf_counter() - t0, cached=True, path=cache_dir)
 
     report = DataReport(strict=cfg.strict)
-    encoder = Encoder(tokenizer, template, cfg.mask, cfg.max_length, template_kwargs=cfg.template_kwargs, reasoning=cfg.reasoning)
-    convs = []
-    for src in sources:
-        convs.extend(read_conversations(src, report, default_format=cfg.format, system_prompt=cfg.system_prompt))
-    cols = encode_conversations(convs, encoder, report, progress)
-    report.kept = len(cols["input_ids"])
-    report.notes.extend(encoder.warnings(report))
-    ds = to_dataset(cols)
-    seconds = time.perf_counter() - t0
-    if use_cache:
-        _write_cache(ds, report, cache_dir)
+    job = EncodeJob(tokenizer, template, cfg.mask, cfg.max_length, cfg.template_kwargs, cfg.reasoning,
+                    strict=cfg.strict, default_format=cfg.format, system_prompt=cfg.system_prompt)
+    work = _work_dir(cache_dir.parent)
+    keep_work = False
+    try:
+        encoded, encoder = encode_sources(job, sources, num_proc, work, report, progress)
+        report.kept = encoded.rows
+        report.notes.extend(encoder.warnings(report))
+        ds = encoded.dataset()
+        seconds = time.perf_counter() - t0
+        if use_cache and _write_cache(ds, report, cache_dir) and encoded.files:
+            ds = datasets.load_from_disk(str(cache_dir / "dataset"))  # the cache's copy, memory-mapped
+        else:
+            keep_work = bool(encoded.files)
+    finally:
+        if keep_work:  # the dataset returned maps these files
+            atexit.register(shutil.rmtree, work, ignore_errors=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return Prepared(ds, report, template, seconds, path=cache_dir if use_cache else None)
+
+
+def _work_dir(prepared_root: Path) -> Path:
+    """A fresh folder for rows streamed to disk: beside the cache (same disk, usually roomy), else
+    the system's temporary folder (a read-only cache must not fail the run)."""
+    try:
+        prepared_root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".work-", dir=prepared_root))
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="sftune-prepare-"))
 
 
 def to_dataset(cols: dict[str, list]):
     """Columns of rows -> ``datasets.Dataset`` (``input_ids``/``labels``: lists of int32).
 
-    Built as Arrow list arrays from one flat buffer per column: a third of the time of
-    ``Dataset.from_dict``, which checks every row against the features one by one.
+    >>> to_dataset({"input_ids": [[1, 2]], "labels": [[-100, 2]], "source": ["a.jsonl:1"]})[0]
+    {'input_ids': [1, 2], 'labels': [-100, 2], 'source': 'a.jsonl:1'}
     """
     import datasets
-    import numpy as np
     import pyarrow as pa
 
-    def lists(rows: list[list[int]]) -> pa.ListArray:
-        offsets = np.zeros(len(rows) + 1, dtype=np.int32)
-        np.cumsum(np.fromiter(map(len, rows), np.int64, len(rows)), out=offsets[1:])
-        flat = np.fromiter(itertools.chain.from_iterable(rows), np.int32, int(offsets[-1]))
-        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
-
-    table = pa.table(
-        {"input_ids": lists(cols["input_ids"]), "labels": lists(cols["labels"]), "source": pa.array(cols["source"], pa.string())}
-    )
-    return datasets.Dataset(table)
+    names = ("input_ids", "labels", "source")
+    rows = [dict(zip(names, r)) for r in zip(*(cols[k] for k in names))]
+    return datasets.Dataset(pa.Table.from_batches([rows_to_batch(rows)]))
 
 
-def _write_cache(ds, report: DataReport, cache_dir: Path) -> None:
+def _write_cache(ds, report: DataReport, cache_dir: Path) -> bool:
+    """Whether the dataset and its report were written to ``cache_dir``."""
     from ..atomic import atomic_dir
 
     # Written whole or not at all: an interrupted write is never mistaken for a cache hit.
@@ -166,8 +188,10 @@ def _write_cache(ds, report: DataReport, cache_dir: Path) -> None:
         with atomic_dir(cache_dir) as tmp:
             ds.save_to_disk(str(tmp / "dataset"))
             report.save(tmp / "report.json")
+        return True
     except OSError as e:  # a full disk or a read-only cache must not fail the run
         log.warning("could not cache the prepared dataset in %s: %s", cache_dir, e)
+        return False
 
 
 def save_prepared(prep: Prepared, output_dir: str | Path) -> Path:

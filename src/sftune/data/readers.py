@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator
 from ..config import DataSource
 from .conversation import Conversation, Message
 from .files import iter_rows
+from .json_rows import Span
 from .messages import COLUMN_KEYS, ROLE_TAGS, _Bad, _check_chat, _Columns, _get, _maybe_json_list, _messages, _str, _type_name, _with_system, read_tools
 from .report import DataError, DataReport
 from .toolcalls import tool_names
@@ -189,10 +190,7 @@ def read_conversations(
     system_prompt: str | None = None,
     require_answer: bool = True,
 ) -> list[Conversation]:
-    """Read one data source into conversations, in input order; bad rows go to ``report``.
-
-    The whole source as a list; :func:`iter_conversations` is the same, one row at a time.
-    """
+    """Read one data source into a list of conversations: :func:`iter_conversations`, all at once."""
     return list(iter_conversations(source, report, default_format=default_format, system_prompt=system_prompt, require_answer=require_answer))
 
 
@@ -203,9 +201,10 @@ def iter_conversations(
     default_format: str = "auto",
     system_prompt: str | None = None,
     require_answer: bool = True,
+    span: Span | None = None,
     rows: Iterator | None = None,
 ) -> Iterator[Conversation]:
-    """Read one data source into conversations lazily, in input order; bad rows go to ``report``.
+    """Read one data source into conversations, lazily and in input order; bad rows go to ``report``.
 
     ``source.format`` (else ``default_format``) picks the layout; ``auto`` detects it from the
     first row's columns. ``system_prompt`` becomes the first message of chat conversations that
@@ -213,8 +212,11 @@ def iter_conversations(
 
     Every row read is counted with ``report.seen()``; bad rows go to ``report.handle`` (which
     raises in strict mode). ``report.kept`` is left to the caller, which keeps fewer rows after
-    tokenising. ``rows`` replaces the source's own ``(Source, row)`` pairs (:func:`iter_rows`),
-    e.g. a hub dataset read with ``streaming=True`` (see :mod:`sftune.data.streaming`).
+    tokenising. ``span`` reads one slice of a ``.jsonl`` file (see
+    :func:`~sftune.data.json_rows.jsonl_spans`); with ``format`` ``auto`` the slice's own first
+    row decides, so a caller splitting a file detects the format once and passes it in ``source``.
+    ``rows`` replaces the source's own ``(Source, row)`` pairs (:func:`iter_rows`), e.g. a hub
+    dataset read with ``streaming=True`` (see :mod:`sftune.data.streaming`).
     """
     if isinstance(source, str):
         source = DataSource(path=source)
@@ -223,7 +225,7 @@ def iter_conversations(
         raise DataError(f"unknown format '{fmt}'", source.path, fix=f"use one of: auto, {', '.join(FORMATS)}")
     cols = _Columns(source.columns, source.path)
     parse = PARSERS.get(fmt)
-    for src, row in iter_rows(source.path, source.split) if rows is None else rows:
+    for src, row in iter_rows(source.path, source.split, span) if rows is None else rows:
         report.seen()
         if isinstance(row, DataError):
             report.handle(row)

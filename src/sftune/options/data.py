@@ -109,6 +109,9 @@ class DataOptions(OptionGroup):
                 raise ValueError(str(e)) from None
         return v
 
+    num_proc: int = Field(1, ge=1)
+    """Processes that read and tokenize the data (prepare and train's data step): sources, and large .jsonl files cut by line ranges, are shared between them (data under 8 MiB stays in one process). Rows and report are the same as with 1."""
+
     packing: bool = False
     """Pack several samples into each row of max_length tokens (no attention across samples); the batch size then counts rows."""
     packed_micro_batch: int | None = None
