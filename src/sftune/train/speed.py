@@ -1,0 +1,162 @@
+"""Compiled decoder layers for training: ``torch.compile`` applied in place, layer by layer.
+
+Whole-model compilation (``TrainingArguments(torch_compile=True)``) wraps the model, so sftune's
+trainer no longer sees a plain decoder and falls back to the model's own loss, which computes
+float32 logits for every position. Compiling each decoder layer in place instead
+(``nn.Module.compile``) keeps every module type as it is: the chunked loss, peft's adapters and
+saving all work unchanged, and since all layers run the same code, inductor compiles one graph
+and reuses it for every layer (compile time of one layer, not of the model).
+
+The compiled kernels are cached on disk under sftune's cache dir (``<cache>/inductor``, unless
+``TORCHINDUCTOR_CACHE_DIR`` is already set), so a second run with the same shapes skips most of
+the compilation. Layers are compiled only for the duration of :func:`training_speedups`; the
+generation before and after training runs the eager layers (a KV cache would recompile).
+
+``compile="auto"`` follows what was measured (benchmarks/README.md, "Speed"): see
+:func:`decide_compile`.
+
+>>> decide_compile("off", precision="fp32", cuda=False)
+(False, 'compile off')
+>>> decide_compile("auto", precision="fp32", cuda=True)
+(False, 'auto: not measured on a GPU, so left off')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger("sftune")
+
+
+@dataclass
+class SpeedReport:
+    """What :func:`training_speedups` did: whether layers were compiled, why, and compile seconds."""
+
+    compiled: bool = False
+    why: str = ""
+    layers: int = 0
+    cache_dir: str | None = None
+    compile_seconds: float = 0.0
+    """Time dynamo + inductor spent compiling (from torch's own compile metrics), filled on exit."""
+    details: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        attn = "per-sample attention for packed rows; " if self.details.get("packed_attention") else ""
+        if not self.compiled:
+            return f"{attn}eager layers ({self.why})"
+        return f"{attn}{self.layers} decoder layers compiled ({self.why}); {self.compile_seconds:.1f} s compiling"
+
+    def to_dict(self) -> dict:
+        return {"compiled": self.compiled, "why": self.why, "layers": self.layers, "cache_dir": self.cache_dir,
+                "compile_seconds": round(self.compile_seconds, 2), **self.details}
+
+
+def decide_compile(setting: str, *, precision: str, cuda: bool, method: str = "full") -> tuple[bool, str]:
+    """``(compile?, reason)`` for the ``compile`` option: ``on``/``off`` as asked, ``auto`` by measurement."""
+    if setting == "on":
+        return True, "compile on"
+    if setting == "off":
+        return False, "compile off"
+    if cuda:
+        return False, "auto: not measured on a GPU, so left off"
+    return False, "auto: eager (placeholder until measured)"
+
+
+def decoder_layers(model):
+    """The decoder's repeated layers (an ``nn.ModuleList``), for a plain ``*ForCausalLM`` or a peft model; else None."""
+    from torch import nn
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    get_dec = getattr(base, "get_decoder", None)
+    try:
+        decoder = get_dec() if get_dec else None
+    except Exception:  # noqa: BLE001 - an architecture without a separable decoder
+        decoder = None
+    layers = getattr(decoder, "layers", None)
+    return layers if isinstance(layers, nn.ModuleList) and len(layers) else None
+
+
+def _compile_seconds() -> float:
+    try:
+        from torch._dynamo.utils import compilation_time_metrics
+    except ImportError:  # pragma: no cover - older torch
+        return 0.0
+    # the outermost phase of every frame dynamo compiled (includes inductor's code generation)
+    return sum(sum(v) for k, v in compilation_time_metrics.items() if k == "_compile.compile_inner")
+
+
+def inductor_cache_dir(cache_dir=None) -> str:
+    """Where inductor caches compiled kernels: ``TORCHINDUCTOR_CACHE_DIR`` if set, else ``<sftune cache>/inductor``."""
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    from ..model.loading import cache_root
+
+    path = cache_root(cache_dir) / "inductor"
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)  # read by inductor whenever it looks for its cache
+    return str(path)
+
+
+@contextlib.contextmanager
+def training_speedups(model, cfg, *, precision: str, cuda: bool | None = None, packed_attention: bool | None = None):
+    """Per-sample attention for packed rows and compiled decoder layers, while the block runs.
+
+    ``packed_attention`` (default: with ``cfg.packing`` on a CPU) switches sdpa models to
+    :mod:`sftune.train.packed_attention`; ``cfg.compile`` decides compilation
+    (:func:`decide_compile`). Yields a :class:`SpeedReport`; its ``compile_seconds`` is filled when
+    the block ends. The model is back to eager layers and its own attention on exit, whatever
+    happened inside.
+    """
+    import torch
+
+    from .packed_attention import use_packed_attention
+
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if packed_attention is None:
+        packed_attention = bool(getattr(cfg, "packing", False)) and not cuda
+    with contextlib.ExitStack() as stack:
+        switched = stack.enter_context(use_packed_attention(model)) if packed_attention else False
+        report = stack.enter_context(_compiled_layers(model, cfg, precision=precision, cuda=cuda))
+        report.details["packed_attention"] = switched
+        yield report
+
+
+@contextlib.contextmanager
+def _compiled_layers(model, cfg, *, precision: str, cuda: bool):
+    import torch
+
+    on, why = decide_compile(getattr(cfg, "compile", "auto"), precision=precision, cuda=cuda,
+                             method=getattr(cfg, "method", "full"))
+    report = SpeedReport(compiled=False, why=why)
+    layers = decoder_layers(model) if on else None
+    if on and layers is None:
+        report.why = f"{why}, but {type(model).__name__} has no decoder layer list to compile"
+        log.warning("compile: %s", report.why)
+    if not on or layers is None:
+        yield report
+        return
+    report.cache_dir = inductor_cache_dir(getattr(cfg, "cache_dir", None))
+    before = _compile_seconds()
+    # One compiled graph serves every layer (parameters are graph inputs), but each layer is a
+    # separate frame for dynamo's guards: allow a recompile per layer and per shape family.
+    dyn = torch._dynamo.config
+    old_limit = dyn.recompile_limit
+    dyn.recompile_limit = max(old_limit, 4 * len(layers))
+    for layer in layers:
+        layer.compile()
+    report.compiled, report.layers = True, len(layers)
+    log.info("compile: %d decoder layers (%s); kernels cached in %s", len(layers), why, report.cache_dir)
+    t = time.perf_counter()
+    try:
+        yield report
+    finally:
+        for layer in layers:
+            layer._compiled_call_impl = None  # back to eager (generation after training, saving)
+        dyn.recompile_limit = old_limit
+        report.compile_seconds = _compile_seconds() - before
+        report.details["block_seconds"] = round(time.perf_counter() - t, 2)
+        log.info("compile: %.1f s spent compiling", report.compile_seconds)
