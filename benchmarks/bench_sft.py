@@ -176,17 +176,7 @@ def child_train(a) -> dict:
         args = TrainingArguments(**common, remove_unused_columns=False)
         train = pack(ds, PACK_LEN, seed=SEED) if packed else ds  # the data step `sftune train --packing` runs
         trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tok)
-    inner = trainer.data_collator
-
-    def counting_collator(rows):
-        tokens.append(sum(len(r["input_ids"]) for r in rows))  # real tokens: packed rows hold no padding yet
-        out = inner(rows)
-        trained[0] += int((out["labels"][:, 1:] != -100).sum())  # boundaries are -100 in both packers
-        return out
-
-    trainer.data_collator = counting_collator
     trainer.add_callback(Clock())
-    t_train = time.perf_counter()
     speed = {}
     with contextlib.ExitStack() as stack:
         if a.impl == "sftune":  # what `sftune train` wraps its training in (sftune.train.speed)
@@ -196,7 +186,18 @@ def child_train(a) -> dict:
             v = parse_variant(a.variant)
             cfg = Cfg(packing=packed, compile=v.get("compile", "auto"), method="lora" if a.lora else "full")
             attn = {"auto": None, "packed": True, "mask": False}[v.get("attn", "auto")]
-            report = stack.enter_context(training_speedups(trainer.model, cfg, precision=a.precision, packed_attention=attn))
+            report = stack.enter_context(training_speedups(trainer.model, cfg, precision=a.precision, packed_attention=attn,
+                                                              trainer=trainer))
+        inner = trainer.data_collator  # after the speed-ups: padding-free batching replaces the collator
+
+        def counting_collator(rows):
+            tokens.append(sum(len(r["input_ids"]) for r in rows))  # real tokens: packed rows hold no padding yet
+            out = inner(rows)
+            trained[0] += int((out["labels"][:, 1:] != -100).sum())  # boundaries are -100 in both packers
+            return out
+
+        trainer.data_collator = counting_collator
+        t_train = time.perf_counter()
         trainer.train()
     if a.impl == "sftune":
         speed = report.to_dict()

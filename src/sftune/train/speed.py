@@ -45,7 +45,8 @@ class SpeedReport:
     details: dict = field(default_factory=dict)
 
     def summary(self) -> str:
-        attn = "per-sample attention for packed rows; " if self.details.get("packed_attention") else ""
+        attn = "padding-free batches; " if self.details.get("padding_free") else ""
+        attn += "per-sample attention for packed rows; " if self.details.get("packed_attention") else ""
         if not self.compiled:
             return f"{attn}eager layers ({self.why})"
         return f"{attn}{self.layers} decoder layers compiled ({self.why}); {self.compile_seconds:.1f} s compiling"
@@ -101,28 +102,88 @@ def inductor_cache_dir(cache_dir=None) -> str:
     return str(path)
 
 
-@contextlib.contextmanager
-def training_speedups(model, cfg, *, precision: str, cuda: bool | None = None, packed_attention: bool | None = None):
-    """Per-sample attention for packed rows and compiled decoder layers, while the block runs.
+class PaddingFreeCollator:
+    """A batch of samples as one packed row: concatenated, ``position_ids`` restarting per sample, no padding.
 
-    ``packed_attention`` (default: with ``cfg.packing`` on a CPU) switches sdpa models to
-    :mod:`sftune.train.packed_attention`; ``cfg.compile`` decides compilation
-    (:func:`decide_compile`). Yields a :class:`SpeedReport`; its ``compile_seconds`` is filled when
-    the block ends. The model is back to eager layers and its own attention on exit, whatever
-    happened inside.
+    Exactly the padded batch's computation (same tokens, positions, attention per sample and
+    trained labels; the first label of a sample is never trained after the shift either way),
+    minus the padding: on a CPU every padded token costs as much as a real one. Rows that are
+    already packed (``seq_lengths``) go to the wrapped collator unchanged.
+
+    >>> c = PaddingFreeCollator(inner=None, pad_token_id=0)
+    >>> b = c([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8, 9], "labels": [-100, 9]}])
+    >>> b["input_ids"].tolist(), b["position_ids"].tolist(), b["labels"].tolist()
+    ([[5, 6, 7, 8, 9]], [[0, 1, 2, 0, 1]], [[-100, 6, 7, -100, 9]])
+    """
+
+    def __init__(self, inner, pad_token_id: int):
+        from ..data.packing import PackingCollator
+
+        self.inner, self.packing = inner, PackingCollator(pad_token_id)
+
+    def __call__(self, rows):
+        if not rows or "seq_lengths" in rows[0]:
+            return self.inner(rows)
+        return self.packing([[{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]])
+
+
+def padding_free_blocker(model, cfg, cuda: bool) -> str | None:
+    """Why sample batches cannot go padding-free here, or None when they can."""
+    import inspect
+
+    if getattr(cfg, "packing", False):
+        return "the rows are packed already"
+    if cuda:
+        return "not measured on a GPU"
+    if getattr(cfg, "neftune_alpha", None):
+        return "NEFTune scales its noise by the row length"
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(getattr(base, "config", None), "_attn_implementation", None) != "sdpa":
+        return "the model does not run sdpa attention"
+    if "position_ids" not in inspect.signature(base.forward).parameters:
+        return f"{type(base).__name__}.forward takes no position_ids"
+    return None
+
+
+@contextlib.contextmanager
+def training_speedups(model, cfg, *, precision: str, cuda: bool | None = None, packed_attention: bool | None = None,
+                      trainer=None):
+    """Padding-free batches, per-sample attention and compiled decoder layers, while the block runs.
+
+    * With ``trainer`` (an sftune ``SFTTrainer``) and unpacked data on a CPU, each batch of
+      samples becomes one packed row (:class:`PaddingFreeCollator`), when
+      :func:`padding_free_blocker` finds nothing against it.
+    * ``packed_attention`` (default: whenever rows are packed, by the data step or padding-free,
+      on a CPU) switches sdpa models to :mod:`sftune.train.packed_attention`.
+    * ``cfg.compile`` decides compilation (:func:`decide_compile`).
+
+    Yields a :class:`SpeedReport`; its ``compile_seconds`` is filled when the block ends. The
+    trainer's collator, the model's attention and its eager layers are restored on exit,
+    whatever happened inside.
     """
     import torch
 
     from .packed_attention import use_packed_attention
 
     cuda = torch.cuda.is_available() if cuda is None else cuda
+    blocker = padding_free_blocker(model, cfg, cuda) if trainer is not None else "no trainer given"
+    padding_free = blocker is None and packed_attention is not False
     if packed_attention is None:
-        packed_attention = bool(getattr(cfg, "packing", False)) and not cuda
-    with contextlib.ExitStack() as stack:
-        switched = stack.enter_context(use_packed_attention(model)) if packed_attention else False
-        report = stack.enter_context(_compiled_layers(model, cfg, precision=precision, cuda=cuda))
-        report.details["packed_attention"] = switched
-        yield report
+        packed_attention = (bool(getattr(cfg, "packing", False)) or padding_free) and not cuda
+    old_collator = trainer.data_collator if trainer is not None else None
+    if padding_free:
+        pad = getattr(trainer.processing_class, "pad_token_id", None)
+        trainer.data_collator = PaddingFreeCollator(old_collator, pad if pad is not None else 0)
+        log.info("batches: padding-free (each batch of samples is one packed row)")
+    try:
+        with contextlib.ExitStack() as stack:
+            switched = stack.enter_context(use_packed_attention(model)) if packed_attention else False
+            report = stack.enter_context(_compiled_layers(model, cfg, precision=precision, cuda=cuda))
+            report.details.update(packed_attention=switched, padding_free=padding_free)
+            yield report
+    finally:
+        if padding_free:
+            trainer.data_collator = old_collator
 
 
 @contextlib.contextmanager
