@@ -168,6 +168,10 @@ def padding_free_blocker(model, cfg, cuda: bool) -> str | None:
         return "not measured on a GPU"
     if getattr(cfg, "neftune_alpha", None):
         return "NEFTune scales its noise by the row length"
+    peft_cfg = getattr(model, "peft_config", None)
+    active = peft_cfg.get(getattr(model, "active_adapter", "default")) if isinstance(peft_cfg, dict) else peft_cfg
+    if getattr(active, "is_prompt_learning", False):
+        return "prompt/prefix tuning prepends virtual tokens to every row"
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if getattr(getattr(base, "config", None), "_attn_implementation", None) != "sdpa":
         return "the model does not run sdpa attention"
