@@ -148,13 +148,11 @@ def child_train(a) -> dict:
 
     steps_t: list[float] = []
     tokens: list[int] = []
-    tokens_at_step: list[int] = []  # real tokens fed so far, at each optimizer step's end
     trained = [0]
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
             steps_t.append(time.perf_counter())
-            tokens_at_step.append(sum(tokens))
 
     common = dict(
         output_dir=a.out + ".trainer", per_device_train_batch_size=batch, gradient_accumulation_steps=accum,
@@ -204,7 +202,10 @@ def child_train(a) -> dict:
         speed = report.to_dict()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     n = len(steps_t)
-    steady = ((tokens_at_step[-1] - tokens_at_step[0]) / (steps_t[-1] - steps_t[0])) if n > 1 else float("nan")
+    # The collator runs ahead of the steps (accelerate's loader fetches one batch early), so the
+    # tokens collated by a step's end include the next batch. Batches are consumed in the order
+    # they are collated: the first optimizer step took the first `accum` of them.
+    steady = ((sum(tokens) - sum(tokens[:accum])) / (steps_t[-1] - steps_t[0])) if n > 1 else float("nan")
 
     # the loss of the trained model over the same samples: one code path for every run
     model.eval()
