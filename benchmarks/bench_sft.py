@@ -325,7 +325,7 @@ def train_and_report(a, modes, model_dir, work, n_samples, peak, say) -> None:
             runs[key].append(res)
             sp = res.get("speed") or {}
             note = (f", compiled ({sp['compile_seconds']:.0f} s compiling)" if sp.get("compiled") else "") + (
-                ", per-sample attention" if sp.get("packed_attention") else "")
+                ", per-sample attention" if sp.get("packed_attention") else "") + (", padding-free" if sp.get("padding_free") else "")
             print(f"  run {r + 1}: {label(key)}: {res['tokens_per_s']:.1f} tok/s, first step {res['first_step_s']:.1f} s, "
                   f"RSS {res['peak_rss_gb']:.2f} GB, loss {res['final_loss']:.4f}, trained tokens {res['trained_tokens']}{note}", flush=True)
     n_params = next(iter(runs.values()))[0]["n_params"]
