@@ -50,6 +50,8 @@ class TrainingOptions(OptionGroup):
     """Evaluate every N steps (default: at the end only)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
+    compile: Literal["auto", "on", "off"] = "auto"
+    """torch.compile each decoder layer for training (inductor; compiled kernels cached in the cache dir). auto: where it measured faster (see sftune.train.speed)."""
     seed: int = 42
     """Seed for data order, sampling and initialisation."""
     report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])

@@ -50,7 +50,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         w = weight.to(mm)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        grad_w = None  # (V, H) float32: the first chunk's product, later chunks add into it (no zero fill)
         grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
         for s in range(0, hidden.shape[0], chunk):
             h = hidden[s : s + chunk].to(mm)  # (C, H)
@@ -70,7 +70,8 @@ class LinearCrossEntropy(torch.autograd.Function):
                 if need_h:
                     grad_h[s : s + chunk] = (g @ w).to(hidden.dtype)
                 if need_w:
-                    grad_w += (g.t() @ h).float()
+                    gw = (g.t() @ h).float()  # (V, H); a no-op cast in float32
+                    grad_w = gw if grad_w is None else grad_w.add_(gw)
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.weight_dtype = weight.dtype
         return total

@@ -300,8 +300,15 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
             log.warning("--resume latest: no complete checkpoint in %s; starting from scratch", out)
         else:
             log.info("resuming from %s", resume)
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    # --- speed (sftune.train.speed): padding-free batches, per-sample attention, compiled layers; undone on exit
+    from .speed import training_speedups
+
+    with training_speedups(trainer.model, cfg, precision=precision, trainer=trainer) as speed:
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    log.info("speed: %s", speed.summary())
     metrics = dict(result.metrics)
+    metrics["speed"] = speed.to_dict()
+    # --- end speed
     if eval_ds is not None:
         metrics.update(trainer.evaluate())
 
