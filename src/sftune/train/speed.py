@@ -177,7 +177,8 @@ def padding_free_blocker(model, cfg, cuda: bool) -> str | None:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if getattr(getattr(base, "config", None), "_attn_implementation", None) != "sdpa":
         return "the model does not run sdpa attention"
-    if "position_ids" not in inspect.signature(base.forward).parameters:
+    # The class's forward: the instance's may be the chunked-loss wrapper (train.loss.install_chunked_forward).
+    if "position_ids" not in inspect.signature(type(base).forward).parameters:
         return f"{type(base).__name__}.forward takes no position_ids"
     return None
 
