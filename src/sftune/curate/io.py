@@ -17,7 +17,7 @@ from typing import Iterable
 from ..atomic import atomic_file
 from ..config import ConfigError, DataSource
 from ..data.conversation import Conversation
-from ..data.report import EXAMPLES_PER_REASON, DataReport
+from ..data.report import DataReport, add_counted
 
 
 @dataclass
@@ -41,10 +41,7 @@ class CurateReport(DataReport):
         ({'duplicate': 1, 'no_answer': 1}, 4, ['2 columns renamed'])
         """
         self.rows_in += reading.n_dropped
-        for reason, n in reading.dropped.items():
-            self.dropped[reason] += n
-            room = EXAMPLES_PER_REASON - len(self.examples[reason])
-            self.examples[reason].extend(reading.examples.get(reason, [])[:max(room, 0)])
+        add_counted(self.dropped, self.examples, reading.dropped, reading.examples)
         self.notes.extend(reading.notes)
         return self
 

@@ -82,6 +82,23 @@ class DataReport:
         if len(self.warning_examples[reason]) < EXAMPLES_PER_REASON:
             self.warning_examples[reason].append(str(source) if source is not None else "?")
 
+    def add(self, part: DataReport) -> DataReport:
+        """Add the report of a later piece of the same input (a worker's share): counts add up,
+        and each reason keeps its first :data:`EXAMPLES_PER_REASON` locations in input order.
+
+        >>> a, b = DataReport(), DataReport()
+        >>> a.seen(2); a.drop("empty answer", "x.jsonl:2"); b.seen(3); b.drop("empty answer", "x.jsonl:9"); b.counts["n"] += 1
+        >>> r = a.add(b); r.rows_in, dict(r.dropped), r.examples["empty answer"], dict(r.counts)
+        (5, {'empty answer': 2}, ['x.jsonl:2', 'x.jsonl:9'], {'n': 1})
+        """
+        self.rows_in += part.rows_in
+        self.kept += part.kept
+        self.counts.update(part.counts)
+        self.notes.extend(part.notes)
+        add_counted(self.dropped, self.examples, part.dropped, part.examples)
+        add_counted(self.warnings, self.warning_examples, part.warnings, part.warning_examples)
+        return self
+
     @property
     def n_dropped(self) -> int:
         return sum(self.dropped.values())
@@ -124,3 +141,11 @@ class DataReport:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def add_counted(counter: Counter, examples: dict, their_counter: Counter, their_examples: dict) -> None:
+    """Add per-reason counts, keeping at most :data:`EXAMPLES_PER_REASON` examples per reason (ours first)."""
+    counter.update(their_counter)
+    for reason, where in their_examples.items():
+        room = EXAMPLES_PER_REASON - len(examples[reason])
+        examples[reason].extend(where[: max(room, 0)])

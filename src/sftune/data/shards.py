@@ -28,8 +28,8 @@ from pathlib import Path
 
 from ..config import DataSource
 from .json_rows import Span, jsonl_spans
-from .report import EXAMPLES_PER_REASON, DataError, DataReport
-from .tokenize import EncodeStats, Encoder
+from .report import DataError, DataReport
+from .tokenize import Encoder, EncodeStats
 
 CHUNK = 512  # conversations per tokenizer call: big enough for the Rust batch path, small for memory
 SPILL_BYTES = 64 << 20  # in-memory Arrow data past which one process streams its rows to a file
@@ -231,7 +231,7 @@ def encode_sources(job: EncodeJob, sources: list[DataSource], num_proc: int, wor
         encoded = Encoded()
         paths = [Path(work_dir) / f"piece-{i:05d}.arrow" for i in range(len(pieces))]
         for path, (rows, part, stats) in zip(paths, _run_pool(job, pieces, paths, min(num_proc, len(pieces)))):
-            add_report(report, part)
+            report.add(part)
             add_stats(encoder.stats, stats)
             bar.update(part.rows_in)
             if rows:
@@ -273,30 +273,6 @@ def _encode_in_worker(piece: Piece, path: Path) -> tuple[int, DataReport, Encode
 
 
 # ---- adding up pieces ---------------------------------------------------------------------------
-def add_report(total: DataReport, part: DataReport) -> DataReport:
-    """Add ``part`` (the report of a later piece) to ``total``: counts add up, and each reason
-    keeps its first :data:`EXAMPLES_PER_REASON` locations in input order.
-
-    >>> a, b = DataReport(), DataReport()
-    >>> a.seen(2); a.drop("empty answer", "x.jsonl:2"); b.seen(3); b.drop("empty answer", "x.jsonl:9"); b.counts["n"] += 1
-    >>> r = add_report(a, b); r.rows_in, dict(r.dropped), r.examples["empty answer"], dict(r.counts)
-    (5, {'empty answer': 2}, ['x.jsonl:2', 'x.jsonl:9'], {'n': 1})
-    """
-    total.rows_in += part.rows_in
-    total.kept += part.kept
-    total.counts.update(part.counts)
-    total.notes.extend(part.notes)
-    for counter, examples, theirs, their_examples in (
-        (total.dropped, total.examples, part.dropped, part.examples),
-        (total.warnings, total.warning_examples, part.warnings, part.warning_examples),
-    ):
-        counter.update(theirs)
-        for reason, where in their_examples.items():
-            room = EXAMPLES_PER_REASON - len(examples[reason])
-            examples[reason].extend(where[: max(room, 0)])
-    return total
-
-
 def add_stats(total: EncodeStats, part: EncodeStats) -> EncodeStats:
     """Add a piece's encoding statistics to ``total``."""
     for f in fields(EncodeStats):
