@@ -98,13 +98,9 @@ def chunked_parts(model):
     peft's forward), LM heads that are not a plain ``nn.Linear`` (an adapter on the head itself),
     or models that post-process logits (soft-capping, logit scales).
     """
-    base = model
-    peft_cfg = getattr(model, "peft_config", None)
-    if peft_cfg is not None:
-        cfg = peft_cfg.get(getattr(model, "active_adapter", "default")) if isinstance(peft_cfg, dict) else peft_cfg
-        if cfg is not None and getattr(cfg, "is_prompt_learning", False):
-            return None, "prompt/prefix tuning prepends virtual tokens inside peft's forward"
-        base = model.get_base_model()
+    if is_prompt_learning(model):
+        return None, "prompt/prefix tuning prepends virtual tokens inside peft's forward"
+    base = _causal_lm(model)
     get_head = getattr(base, "get_output_embeddings", None)
     head = get_head() if get_head else None
     if type(head) is not nn.Linear:
@@ -113,14 +109,27 @@ def chunked_parts(model):
     for attr in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale"):
         if getattr(config, attr, None) not in (None, 1, 1.0):
             return None, f"it rescales its logits ({attr})"
+    decoder = separate_decoder(base)
+    if decoder is None:
+        return None, f"{type(base).__name__} has no separate decoder (get_decoder())"
+    return (decoder, head), None
+
+
+def is_prompt_learning(model) -> bool:
+    """A peft model whose active adapter is prompt/prefix tuning (virtual tokens prepended to every row)."""
+    peft_cfg = getattr(model, "peft_config", None)
+    cfg = peft_cfg.get(getattr(model, "active_adapter", "default")) if isinstance(peft_cfg, dict) else peft_cfg
+    return bool(getattr(cfg, "is_prompt_learning", False))
+
+
+def separate_decoder(base):
+    """``base.get_decoder()`` when the causal LM has a decoder apart from itself, else None."""
     get_dec = getattr(base, "get_decoder", None)
     try:
         decoder = get_dec() if get_dec else None
     except Exception:  # noqa: BLE001 - an architecture without a separable decoder
         decoder = None
-    if decoder is None or decoder is base:
-        return None, f"{type(base).__name__} has no separate decoder (get_decoder())"
-    return (decoder, head), None
+    return None if decoder is base else decoder
 
 
 def chunked_causal_lm_loss(decoder, head, inputs: dict, num_items_in_batch=None, chunk: int = CHUNK_TOKENS) -> torch.Tensor:
@@ -174,7 +183,7 @@ def install_chunked_forward(model) -> str | None:
     (a peft model's forward calls it), so whatever wraps ``model`` later runs it inside its own
     forward. ``remove_chunked_forward`` undoes it.
     """
-    parts, why = chunked_parts(model)
+    _, why = chunked_parts(model)
     if why:
         return why
     base = _causal_lm(model)

@@ -104,13 +104,10 @@ def decoder_layers(model):
     """The decoder's repeated layers (an ``nn.ModuleList``), for a plain ``*ForCausalLM`` or a peft model; else None."""
     from torch import nn
 
+    from .loss import separate_decoder
+
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    get_dec = getattr(base, "get_decoder", None)
-    try:
-        decoder = get_dec() if get_dec else None
-    except Exception:  # noqa: BLE001 - an architecture without a separable decoder
-        decoder = None
-    layers = getattr(decoder, "layers", None)
+    layers = getattr(separate_decoder(base), "layers", None)
     return layers if isinstance(layers, nn.ModuleList) and len(layers) else None
 
 
@@ -164,15 +161,15 @@ def padding_free_blocker(model, cfg, cuda: bool) -> str | None:
     """Why sample batches cannot go padding-free here, or None when they can."""
     import inspect
 
+    from .loss import is_prompt_learning
+
     if getattr(cfg, "packing", False):
         return "the rows are packed already"
     if cuda:
         return "not measured on a GPU"
     if getattr(cfg, "neftune_alpha", None):
         return "NEFTune scales its noise by the row length"
-    peft_cfg = getattr(model, "peft_config", None)
-    active = peft_cfg.get(getattr(model, "active_adapter", "default")) if isinstance(peft_cfg, dict) else peft_cfg
-    if getattr(active, "is_prompt_learning", False):
+    if is_prompt_learning(model):
         return "prompt/prefix tuning prepends virtual tokens to every row"
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if getattr(getattr(base, "config", None), "_attn_implementation", None) != "sdpa":
