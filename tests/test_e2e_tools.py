@@ -16,8 +16,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = json.loads((ROOT / "src/sftune/resources/tools_demo_tools.json").read_text(encoding="utf-8"))
-# Fewer steps than the documented demo, to keep CI short; enough for the call format (measured: see README).
-STEPS = os.environ.get("SFTUNE_TOOLS_E2E_STEPS", "24")
+# The documented demo's own 36 steps. 24 used to be enough, but the run is borderline there: with
+# padding-free batches (LoRA dropout draws on other shapes) the 24-step model called get_weather(city="Mád").
+STEPS = os.environ.get("SFTUNE_TOOLS_E2E_STEPS", "36")
 
 
 def _free_port() -> int:
