@@ -8,8 +8,9 @@ disturbs far less than wall time) next to the fastest wall times.
     OMP_NUM_THREADS=1 python benchmarks/layer_step.py                     # full fine-tuning
     OMP_NUM_THREADS=1 python benchmarks/layer_step.py --lora --steps 24   # LoRA r16 on all linear layers
 
-Variants: ``eager`` (the block-diagonal mask), ``packed`` (per-sample attention), ``compile``,
-``compile+packed``.
+Variants: ``eager`` (the block-diagonal mask), ``packed`` (per-sample attention), ``fused`` (fused
+LoRA linears, ``sftune.train.fused_lora``), ``compile``, and any of them joined by ``+``
+(``packed+fused``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main() -> None:
     from transformers.masking_utils import create_causal_mask
 
     from sftune.model.loading import resolve_model
+    from sftune.train.fused_lora import fused_lora_linears
     from sftune.train.packed_attention import use_packed_attention
 
     cfg = AutoConfig.from_pretrained(resolve_model("default"))
@@ -57,7 +59,12 @@ def main() -> None:
 
     def step(variant):
         fn = compiled if "compile" in variant else layer
-        with use_packed_attention(model) if "packed" in variant else contextlib.nullcontext():
+        parts = variant.split("+")
+        with contextlib.ExitStack() as stack:
+            if "packed" in parts:
+                stack.enter_context(use_packed_attention(model))
+            if "fused" in parts:
+                stack.enter_context(fused_lora_linears(model))
             mask = create_causal_mask(config=dec.config, inputs_embeds=x0, attention_mask=None, cache=None, position_ids=pos)
             x = x0.clone().requires_grad_(True)
             y = fn(x, attention_mask=mask, position_embeddings=dec.rotary_emb(x0, position_ids=pos), position_ids=pos)

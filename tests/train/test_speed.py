@@ -73,10 +73,15 @@ def test_padding_free_collator_concatenates_the_batch_and_passes_packed_rows_thr
     assert b["input_ids"].shape == (1, sum(len(r["input_ids"]) for r in rows)) and "attention_mask" not in b
 
 
-def _one_step(model_dir, tmp_path, rows, *, batch, speed: dict | None, packing=False):
+def _one_step(model_dir, tmp_path, rows, *, batch, speed: dict | None, packing=False, lora=False):
     """Two SGD steps (lr 1) through sftune's trainer, with ``training_speedups(**speed)`` around it unless None."""
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear",
+                                                 init_lora_weights="gaussian", task_type="CAUSAL_LM"))
     args = TrainingArguments(
         output_dir=str(tmp_path), per_device_train_batch_size=batch, max_steps=2, optim="sgd", learning_rate=1.0,
         lr_scheduler_type="constant", weight_decay=0.0, use_cpu=True, report_to=[], save_strategy="no",
@@ -120,6 +125,17 @@ def test_packed_rows_with_per_sample_attention_equal_the_masked_path(tiny_model_
     assert report.details["packed_attention"] and not report.details["padding_free"]
     assert loss_fast == pytest.approx(loss_masked, rel=1e-5)
     _assert_same(fast, masked)
+
+
+def test_fused_lora_steps_equal_peft_steps(tiny_model_dir, tmp_path):
+    rows = make_rows(12, seed=13)
+    peft_path, loss_peft, *_ = _one_step(tiny_model_dir, tmp_path, rows, batch=4, lora=True, speed={"fused_lora": False})
+    fused, loss_fused, _, report, model = _one_step(tiny_model_dir, tmp_path, rows, batch=4, lora=True, speed={})
+    assert report.details["fused_lora"] > 0 and "fused LoRA linears" in report.summary()
+    assert not any("forward" in vars(m) for m in model.modules() if type(m).__name__ == "Linear")  # restored
+    assert loss_fused == pytest.approx(loss_peft, rel=1e-5)
+    _assert_same(fused, peft_path)
+    assert all(p.abs().max() > 0 for n, p in fused.items() if "lora_B" in n)  # B starts at zero: the adapters trained
 
 
 def test_compile_option_reaches_the_layers(tiny_model_dir):

@@ -1,4 +1,4 @@
-"""Training speed-ups that keep the maths: padding-free batches, per-sample attention, compiled layers.
+"""Training speed-ups that keep the maths: padding-free batches, per-sample attention, fused ops, compiled layers.
 
 :func:`training_speedups` wraps ``trainer.train()`` (``sftune train`` and ``bench_sft.py`` do) and
 undoes everything on exit, so the generation before and after training runs the model as loaded:
@@ -8,6 +8,9 @@ undoes everything on exit, so the generation before and after training runs the 
 * **per-sample attention** for packed rows (:mod:`sftune.train.packed_attention`): causal SDPA on
   each sample instead of the row's block-diagonal mask (15% of a float32 step -> 6% on this
   project's CPU).
+* **fused LoRA linears** (CPU; :mod:`sftune.train.fused_lora`): the adapter's scaling on its
+  rank-``r`` activations and the base product accumulated into the adapter's output by the matrix
+  product itself, instead of peft's three element-wise passes.
 * **compiled decoder layers** (option ``compile``): ``torch.compile`` of each decoder layer in
   place (``nn.Module.compile``). Whole-model compilation (``TrainingArguments(torch_compile=True)``)
   wraps the model, and sftune's trainer then falls back to the model's own loss, which computes
@@ -51,6 +54,7 @@ class SpeedReport:
     def summary(self) -> str:
         attn = "padding-free batches; " if self.details.get("padding_free") else ""
         attn += "per-sample attention for packed rows; " if self.details.get("packed_attention") else ""
+        attn += f"{self.details['fused_lora']} fused LoRA linears; " if self.details.get("fused_lora") else ""
         if not self.compiled:
             return f"{attn}eager layers ({self.why})"
         return f"{attn}{self.layers} decoder layers compiled ({self.why}); {self.compile_seconds:.1f} s compiling"
@@ -182,7 +186,7 @@ def padding_free_blocker(model, cfg, cuda: bool) -> str | None:
 
 @contextlib.contextmanager
 def training_speedups(model, cfg, *, precision: str, cuda: bool | None = None, packed_attention: bool | None = None,
-                      trainer=None):
+                      fused_lora: bool | None = None, trainer=None):
     """Padding-free batches, per-sample attention and compiled decoder layers, while the block runs.
 
     * With ``trainer`` (an sftune ``SFTTrainer``) and unpacked data on a CPU, each batch of
@@ -190,6 +194,7 @@ def training_speedups(model, cfg, *, precision: str, cuda: bool | None = None, p
       :func:`padding_free_blocker` finds nothing against it.
     * ``packed_attention`` (default: whenever rows are packed, by the data step or padding-free,
       on a CPU) switches sdpa models to :mod:`sftune.train.packed_attention`.
+    * ``fused_lora`` (default: on a CPU) fuses peft's LoRA linears (:mod:`sftune.train.fused_lora`).
     * ``cfg.compile`` decides compilation (:func:`decide_compile`).
 
     Yields a :class:`SpeedReport`; its ``compile_seconds`` is filled when the block ends. The
@@ -198,6 +203,7 @@ def training_speedups(model, cfg, *, precision: str, cuda: bool | None = None, p
     """
     import torch
 
+    from .fused_lora import fused_lora_linears
     from .packed_attention import use_packed_attention
 
     cuda = torch.cuda.is_available() if cuda is None else cuda
@@ -205,6 +211,8 @@ def training_speedups(model, cfg, *, precision: str, cuda: bool | None = None, p
     padding_free = blocker is None and packed_attention is not False
     if packed_attention is None:
         packed_attention = (bool(getattr(cfg, "packing", False)) or padding_free) and not cuda
+    if fused_lora is None:  # measured on a CPU only (benchmarks/README.md, "Speed")
+        fused_lora = not cuda
     old_collator = trainer.data_collator if trainer is not None else None
     if padding_free:
         pad = getattr(trainer.processing_class, "pad_token_id", None)
@@ -213,8 +221,10 @@ def training_speedups(model, cfg, *, precision: str, cuda: bool | None = None, p
     try:
         with contextlib.ExitStack() as stack:
             switched = stack.enter_context(use_packed_attention(model)) if packed_attention else False
+            # before compiling: the compiled layers trace the fused forwards
+            fused = stack.enter_context(fused_lora_linears(model)) if fused_lora else 0
             report = stack.enter_context(_compiled_layers(model, cfg, precision=precision, cuda=cuda))
-            report.details.update(packed_attention=switched, padding_free=padding_free)
+            report.details.update(packed_attention=switched, padding_free=padding_free, fused_lora=fused)
             yield report
     finally:
         if padding_free:
