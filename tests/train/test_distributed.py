@@ -44,6 +44,17 @@ def test_threads_per_process():
     assert threads_per_process(16, 1, {}) is None  # one process: torch's own default
 
 
+def test_fsdp_in_one_process_is_refused_before_loading_anything(tmp_path, monkeypatch):
+    from sftune.config import ConfigError, SFTConfig
+    from sftune.train.run import train
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    cfg = SFTConfig(model=str(tmp_path / "no-such-model"), distributed="fsdp", output_dir=str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match=r"one process[\s\S]*fix: launch with torchrun --nproc-per-node N"):
+        train(cfg, progress=False)  # the model path does not exist: reaching the loader would fail differently
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("kind", ["auto", "ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3"])
 def test_distributed_choices_map_to_training_arguments(kind, tmp_path):
     from sftune.config import SFTConfig

@@ -223,6 +223,11 @@ def train(cfg: SFTConfig, *, progress: bool = True, compare: bool = True) -> Run
     set_threads()  # several processes on one machine: cores / processes threads each, unless set
     cfg = bundled_config_defaults(cfg)
     rank, world = _world()
+    if cfg.distributed == "fsdp" and world == 1:
+        # Found now rather than after the data and model are loaded (transformers refuses it there).
+        raise ConfigError(f"--distributed {cfg.distributed} splits training across processes, and this is one process\n"
+                          f"  fix: launch with torchrun --nproc-per-node N -m sftune train ... --distributed {cfg.distributed} "
+                          "(or accelerate launch), or drop --distributed for one process")
     out = default_output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     # Seed before the model exists: adapter initialisation (LoRA's A matrices, prompt embeddings)
