@@ -300,3 +300,49 @@ def test_reward_model_reads_tool_prompts(tiny_reward_dir):
     text = rm.text(prompt, "3 °C.", conv.tools)
     assert '"arguments": {"city": "Oslo"}' in text and '{"temp_c": 18}' in text and text.endswith("3 °C.")
     assert len(rm(prompt, ["a", "b"], tools=conv.tools)) == 2
+
+
+def test_teacher_tool_calls_are_written_as_tool_calls(tiny_hermes, tmp_path, monkeypatch):
+    """A teacher that answers with a call: the written turn holds tool_calls (not markup in its text),
+    rows without tools get the offered ones, and the template variables reach the template."""
+    from curate_helpers import WEATHER, tool_chat
+
+    from sftune.data.conversation import Message
+    from sftune.infer import generate
+    from sftune.infer.toolcalls import parse_output
+    from sftune.infer.toolformat import resolve_format
+
+    model, tok = tiny_hermes
+    reply = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lima"}}\n</tool_call>'
+    seen = []
+
+    def teacher(m, t, convs, **kw):  # a model that calls the tool, read as generate_texts reads it
+        seen.append(kw)
+        out = []
+        for c in convs:
+            cand = {"text": reply, "prompt_tokens": len(generate.encode_prompt(t, c, template_kwargs=kw.get("template_kwargs"))),
+                    "completion_tokens": 20, "finish_reason": "stop"}
+            if kw.get("tool_format"):
+                fmt = resolve_format(None if kw["tool_format"] == "auto" else kw["tool_format"], t.chat_template)
+                cand["message"] = parse_output(reply, fmt).message()
+            out.append([cand] * kw.get("num_return_sequences", 1))
+        return out
+
+    monkeypatch.setattr(generate, "generate_texts", teacher)
+    plain = Conversation.chat([Message("user", "Weather in Lima?")])
+    out = tmp_path / "d.jsonl"
+    distill([tool_chat("Oslo", answer=False), plain], model, tok, out, CurateReport(command="distill"), DistillOptions(max_new_tokens=32),
+            progress=False, tool_use={"tools": [WEATHER], "template_kwargs": {"enable_thinking": False}, "tool_format": None})
+    assert seen[0]["tool_format"] == "auto" and seen[0]["template_kwargs"] == {"enable_thinking": False}
+    rows = read_jsonl(out)
+    for row in rows:
+        last = row["messages"][-1]
+        assert last["content"] is None and "<tool_call>" not in json.dumps(last)
+        assert last["tool_calls"][0]["function"]["name"] == "get_weather"
+        assert json.loads(last["tool_calls"][0]["function"]["arguments"]) == {"city": "Lima"}
+        assert row["tools"] == [WEATHER]  # the plain row was offered the tools, and says so
+    # best-of-K writes the winning candidate the same way; without a format the text is kept as produced
+    best_of_k([plain], model, tok, callable_scorer(lambda p, a: 1.0, "one"), tmp_path / "b.jsonl", CurateReport(command="best-of-k"),
+              BestOfKOptions(k=2, max_new_tokens=32), progress=False)
+    (row,) = read_jsonl(tmp_path / "b.jsonl")
+    assert row["messages"][-1] == {"role": "assistant", "content": reply} and "tools" not in row

@@ -153,16 +153,24 @@ def best_of_k(
     policy: str = "model",
     reward: str = "reward",
     progress: bool = True,
+    tool_use: dict | None = None,
 ) -> int:
-    """Generate K candidates per prompt, keep the best-scored one; appends to ``output`` (resumable)."""
+    """Generate K candidates per prompt, keep the best-scored one; appends to ``output`` (resumable).
+
+    ``tool_use``: tools offered to rows without their own, the template's variables and the
+    policy's tool format (see :func:`sftune.curate.resumable.answer_rows`); the scorer sees the
+    raw answers and the tools the prompt was offered.
+    """
     opts = opts or BestOfKOptions()
     cut_kept = 0
     # the row's tool schemas go to a scorer that takes them (a RewardModel, callable_scorer, fn(..., tools=))
     with_tools = takes_tools(scorer)
 
-    def pick(i: int, prompt: list[Message], cands: list[dict]) -> tuple[str, dict] | Cut:
+    offered = (tool_use or {}).get("tools")
+
+    def pick(i: int, prompt: list[Message], cands: list[dict]) -> tuple[dict, dict] | Cut:
         nonlocal cut_kept
-        msgs, answers, tools = [m.to_template() for m in prompt], [c["text"] for c in cands], convs[i].tools
+        msgs, answers, tools = [m.to_template() for m in prompt], [c["text"] for c in cands], convs[i].tools or offered
         scores = scorer(msgs, answers, tools=tools) if tools and with_tools else scorer(msgs, answers)
         ranked = scores
         if opts.drop_truncated:  # a cut-off answer would teach the model to stop mid-sentence
@@ -174,13 +182,13 @@ def best_of_k(
         meta = {"policy": policy, "reward": reward, "k": opts.k, "score": scores[b], "candidate": b, "finish_reason": cands[b]["finish_reason"]}
         if opts.keep_scores:
             meta["candidates"] = [{"text": c["text"], "score": s, "finish_reason": c["finish_reason"]} for c, s in zip(cands, scores)]
-        return cands[b]["text"], meta
+        return cands[b], meta
 
     # One prompt per call: its K candidates are seeded by its own input row (seed + row), so they do
     # not depend on which other prompts are in the run or on resuming.
     written = answer_rows(
         convs, model, tokenizer, output, report, pick, chunk=1, batch_size=1, seed=opts.seed, progress=progress,
-        desc=f"best-of-{opts.k}", **opts.generation_args(),
+        desc=f"best-of-{opts.k}", tool_use=tool_use, **opts.generation_args(),
     )
     if cut_kept:
         report.notes.append(

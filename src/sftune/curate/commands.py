@@ -127,6 +127,14 @@ def _load_model(cfg):
     return load_for_inference(cfg.model, cache_dir=cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
 
 
+def _tool_use(args, model: str) -> dict:
+    """Tools for rows without their own, template variables and tool format: saved with the model, then the flags."""
+    from ..commands.flags import options_from_args
+    from ..options import ToolUseOptions
+
+    return options_from_args(args, ToolUseOptions).settings_for(model)
+
+
 def _generating_flags(group) -> list[str]:
     """The flags of distill and best-of-k: every option but the ones the step refuses (stop, and
     for distill more than one answer per prompt)."""
@@ -141,8 +149,9 @@ def cmd_distill(args) -> int:
 
     opts = options_from_args(args, DistillOptions, _generating_flags(DistillOptions))
     cfg, out, report, reading, convs = _setup(args, READ_KEYS + MODEL_KEYS, "distill", require_answer=False)
+    tool_use = _tool_use(args, cfg.model)
     model, tok = _load_model(cfg)
-    distill(convs, model, tok, out, report, opts, teacher=cfg.model, progress=not args.no_progress)
+    distill(convs, model, tok, out, report, opts, teacher=cfg.model, progress=not args.no_progress, tool_use=tool_use)
     return _finish(report, reading, out)
 
 
@@ -162,8 +171,10 @@ def cmd_best_of_k(args) -> int:
     if args.reward_model:
         scorer = RewardModel(args.reward_model, label=args.reward_label, trust_remote_code=cfg.trust_remote_code)
         reward = args.reward_model
+    tool_use = _tool_use(args, cfg.model)
     model, tok = _load_model(cfg)
-    best_of_k(convs, model, tok, scorer, out, report, opts, policy=cfg.model, reward=reward, progress=not args.no_progress)
+    best_of_k(convs, model, tok, scorer, out, report, opts, policy=cfg.model, reward=reward, progress=not args.no_progress,
+              tool_use=tool_use)
     return _finish(report, reading, out)
 
 
@@ -194,7 +205,7 @@ def register(sub) -> None:
     cs = p.add_subparsers(dest="curate_command", metavar="SUBCOMMAND", required=True)
 
     from ..commands.flags import add_option_args
-    from ..options import DecontaminateOptions, DedupOptions
+    from ..options import DecontaminateOptions, DedupOptions, ToolUseOptions
     from ..options.curation import BestOfKOptions, DistillOptions, FilterOptions
 
     s = cs.add_parser("filter", help="drop empty, parroted, repetitive, wrong-language, truncated, too long/short rows",
@@ -220,6 +231,7 @@ def register(sub) -> None:
         s = cs.add_parser(name, help=helptext)
         _common(s, READ_KEYS + MODEL_KEYS)
         s.add_argument("--no-progress", action="store_true", help="no progress bar")
+        add_option_args(s.add_argument_group("tools and template (rows' own tools win over --tools)"), ToolUseOptions)
         if name == "distill":
             add_option_args(s.add_argument_group("distill"), DistillOptions, _generating_flags(DistillOptions))
             s.set_defaults(func=cmd_distill)

@@ -33,19 +33,24 @@ def distill(
     *,
     teacher: str = "model",
     progress: bool = True,
+    tool_use: dict | None = None,
 ) -> int:
-    """Answer every prompt with ``model`` and append the rows to ``output``; returns rows written now."""
+    """Answer every prompt with ``model`` and append the rows to ``output``; returns rows written now.
+
+    ``tool_use``: tools offered to rows without their own, the template's variables and the
+    teacher's tool format (see :func:`sftune.curate.resumable.answer_rows`).
+    """
     opts = opts or DistillOptions()
 
-    def pick(i: int, prompt: list[Message], candidates: list[dict]) -> tuple[str, dict] | Cut:
+    def pick(i: int, prompt: list[Message], candidates: list[dict]) -> tuple[dict, dict] | Cut:
         (res,) = candidates
         if res["finish_reason"] == "length" and not opts.keep_truncated:
             return Cut(f"answer cut at {res['completion_tokens']} tokens (max_new_tokens {opts.max_new_tokens})")
-        return res["text"], {"teacher": teacher, "finish_reason": res["finish_reason"], "completion_tokens": res["completion_tokens"]}
+        return res, {"teacher": teacher, "finish_reason": res["finish_reason"], "completion_tokens": res["completion_tokens"]}
 
     written = answer_rows(
         convs, model, tokenizer, output, report, pick, chunk=opts.chunk or opts.batch_size * 4, batch_size=opts.batch_size,
-        seed=opts.seed, progress=progress, desc="distilling", **opts.generation_args(),
+        seed=opts.seed, progress=progress, desc="distilling", tool_use=tool_use, **opts.generation_args(),
     )
     report.details.update({"teacher": teacher, "options": opts.model_dump(), "written_now": written})
     return written

@@ -172,26 +172,49 @@ def note_resume(report, out: ResumableOutput, prompts) -> None:
     report.details["resumed_rows"] = done
 
 
-def answered(conv: Conversation, prompt: list[Message], text: str) -> Conversation:
+def answer_message(candidate: dict | str) -> Message:
+    """The assistant message of a generated candidate: with a tool format (``generate_texts``'
+    ``message``) its tool calls and reasoning as their own fields, else the text as it came.
+
+    >>> answer_message({"text": "<tool_call>...", "message": {"role": "assistant", "content": None,
+    ...     "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]}}).to_dict()
+    {'role': 'assistant', 'content': None, 'tool_calls': [{'type': 'function', 'function': {'name': 'f', 'arguments': '{}'}}]}
+    >>> answer_message("Hello").to_dict()
+    {'role': 'assistant', 'content': 'Hello'}
+    """
+    if isinstance(candidate, str):
+        return Message("assistant", candidate)
+    msg = candidate.get("message")
+    if msg is None:
+        return Message("assistant", candidate["text"])
+    content = msg.get("content")
+    return Message("assistant", content or "", tool_calls=msg.get("tool_calls") or None,
+                   reasoning=msg.get("reasoning_content"), content_null=content is None)
+
+
+def answered(conv: Conversation, prompt: list[Message], answer: dict | str, tools: list[dict] | None = None) -> Conversation:
     """The output conversation: the prompt (tool calls, tool results, reasoning and ``tools`` kept;
-    per-message training flags reset) followed by the new answer."""
+    per-message training flags reset) followed by the new answer (:func:`answer_message`).
+    ``tools`` are the schemas the answer was generated with, when the row had none of its own."""
     if conv.kind == "completion":
-        return Conversation.completion(prompt[0].content, text, source=conv.source)
-    msgs = [dataclasses.replace(m, trainable=None) for m in prompt] + [Message("assistant", text)]
-    return Conversation.chat(msgs, source=conv.source, tools=conv.tools)
+        return Conversation.completion(prompt[0].content, answer if isinstance(answer, str) else answer["text"], source=conv.source)
+    msgs = [dataclasses.replace(m, trainable=None) for m in prompt] + [answer_message(answer)]
+    return Conversation.chat(msgs, source=conv.source, tools=conv.tools or tools)
 
 
-def generation_input(conv: Conversation, prompt: list[Message]):
+def generation_input(conv: Conversation, prompt: list[Message], tools: list[dict] | None = None):
     """What ``generate_texts`` takes: for chat rows the prompt as a conversation with the row's
-    ``tools``, so the template gets them and the messages as training renders them
-    (:func:`sftune.infer.generate.render_prompt`); the row itself for raw prompts."""
+    ``tools`` (else ``tools``), so the template gets them and the messages as training renders
+    them (:func:`sftune.infer.generate.render_prompt`); the row itself for raw prompts."""
     if conv.kind == "chat":
-        return Conversation.chat(prompt, tools=conv.tools)
+        return Conversation.chat(prompt, tools=conv.tools or tools)
     return conv
 
 
-def pending_prompts(convs: list[Conversation], report: CurateReport) -> tuple[dict[int, list[Message]], dict[int, str]]:
-    """Input row -> prompt (rows without one are dropped as ``no_prompt``), and input row -> prompt hash."""
+def pending_prompts(convs: list[Conversation], report: CurateReport,
+                    tools: list[dict] | None = None) -> tuple[dict[int, list[Message]], dict[int, str]]:
+    """Input row -> prompt (rows without one are dropped as ``no_prompt``), and input row -> prompt hash
+    (over the row's tools, else ``tools``: the schemas its answer is generated with)."""
     prompts: dict[int, list[Message]] = {}
     for i, c in enumerate(convs):
         p = prompt_of(c)
@@ -199,7 +222,7 @@ def pending_prompts(convs: list[Conversation], report: CurateReport) -> tuple[di
             report.drop("no_prompt", where(c, i), "a text row or a conversation without a user turn")
         else:
             prompts[i] = p
-    return prompts, {i: prompt_sha(p, convs[i].tools) for i, p in prompts.items()}
+    return prompts, {i: prompt_sha(p, convs[i].tools or tools) for i, p in prompts.items()}
 
 
 @dataclass
@@ -215,23 +238,38 @@ def answer_rows(
     tokenizer,
     output: str | Path,
     report: CurateReport,
-    pick: Callable[[int, list[Message], list[dict]], tuple[str, dict] | Cut],
+    pick: Callable[[int, list[Message], list[dict]], tuple[dict, dict] | Cut],
+    *,
+    tool_use: dict | None = None,
     **loop,
 ) -> int:
     """Answer every prompt of ``convs`` not yet in ``output`` and append the picked answers; returns rows written now.
 
     ``pick(i, prompt, candidates)`` gets input row ``i``, its prompt messages and its generated
-    candidates, and returns ``(answer_text, meta)`` to write the prompt plus that answer (``meta``
-    gains ``input_row``, ``prompt_sha`` and ``source``), or a :class:`Cut` to leave the row out:
+    candidates, and returns ``(candidate, meta)`` to write the prompt plus that candidate's answer
+    (``meta`` gains ``input_row``, ``prompt_sha`` and ``source``), or a :class:`Cut` to leave the row out:
     counted as ``cut_by_length`` and recorded in ``OUTPUT.skipped.jsonl`` so it is not generated
     again. ``loop`` goes to :func:`sftune.infer.driver.answer_pending` (``chunk``, ``batch_size``,
     ``seed``, ``progress``, ``desc`` and the sampling settings). ``report`` counts the rows seen,
     kept (by earlier runs too) and dropped.
+
+    ``tool_use`` (:meth:`sftune.options.ToolUseOptions.settings_for`): ``tools`` offered to rows
+    without their own, ``template_kwargs`` for the chat template, and a ``tool_format`` to read
+    each answer's tool calls and reasoning into their own fields of the written message (without
+    one the answer is written as the text the model produced). Rows with tools, or ``tools``
+    offered, read answers in the format detected from the template unless one is given.
     """
     from ..infer.driver import answer_pending
 
+    tool_use = tool_use or {}
+    tools = tool_use.get("tools")
+    for key in ("template_kwargs", "tool_format"):
+        if tool_use.get(key):
+            loop[key] = tool_use[key]
+    if "tool_format" not in loop and (tools or any(c.tools for c in convs)):
+        loop["tool_format"] = "auto"  # calls become tool_calls, not markup inside the answer's text
     report.seen(len(convs))
-    prompts, shas = pending_prompts(convs, report)
+    prompts, shas = pending_prompts(convs, report, tools)
     written = 0
     with ResumableOutput(output, shas) as out:
         note_resume(report, out, prompts)
@@ -243,13 +281,13 @@ def answer_rows(
                 out.skip(i, shas[i], "cut_by_length", picked.detail)
                 report.drop("cut_by_length", where(convs[i], i), picked.detail)
                 return
-            text, meta = picked
+            candidate, meta = picked
             meta.update(input_row=i, prompt_sha=shas[i])
             if convs[i].source is not None:
                 meta["source"] = str(convs[i].source)
-            out.write({**answered(convs[i], prompts[i], text).to_dict(), "meta": meta})
+            out.write({**answered(convs[i], prompts[i], candidate, tools).to_dict(), "meta": meta})
             written += 1
 
-        answer_pending(model, tokenizer, {i: generation_input(convs[i], p) for i, p in prompts.items()}, out, write, **loop)
+        answer_pending(model, tokenizer, {i: generation_input(convs[i], p, tools) for i, p in prompts.items()}, out, write, **loop)
         report.keep(out.previous_rows + written)
     return written
