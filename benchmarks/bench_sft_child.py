@@ -177,6 +177,9 @@ def child_train(a, t_start: float) -> dict:
         trainer.train()
     if a.impl == "sftune":
         speed = report.to_dict()
+    import shutil
+
+    shutil.rmtree(a.out + ".trainer", ignore_errors=True)  # save_strategy "no": only the Trainer's empty folder
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     n = len(steps_t)
     # The collator runs ahead of the steps (accelerate's loader fetches one batch early), so the

@@ -144,7 +144,8 @@ def micro_batching(cfg: SFTConfig, cuda: bool) -> tuple[int, int]:
     With packing, a step's rows can be run one micro-batch at a time and their gradients summed:
     the Trainer normalises the loss by the trained tokens of the whole step, so the update is the
     same, and activation memory shrinks to one micro-batch. On this project's 2-core CPU, one
-    512-token row per pass was also 36% faster than two (benchmarks/README.md), so CPU runs default
+    512-token row per pass was 36% faster than two with the masked attention, and is as fast with
+    per-sample attention, at 0.2-0.8 GB less peak memory (benchmarks/README.md), so CPU runs default
     to one row; GPUs keep the whole batch per pass, which they need to stay busy.
 
     >>> micro_batching(SFTConfig(packing=True, per_device_train_batch_size=4, gradient_accumulation_steps=2), cuda=False)
