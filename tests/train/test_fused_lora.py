@@ -100,3 +100,22 @@ def test_an_adapter_switched_off_mid_block_is_seen_per_call():
         merged = _step(model, ids, backward=False)[0]
         model.unmerge_adapter()
     torch.testing.assert_close(merged, before, atol=1e-4, rtol=1e-4)
+
+
+def test_zero3_partitioned_weights_take_peft_path():
+    """A weight DeepSpeed ZeRO-3 has partitioned (it carries ds_id) is gathered by the base layer's own hooks."""
+    model = _lora(_llama()).train()
+    ids = torch.randint(0, 100, (1, 5))
+    ref = _step(model, ids)
+    with fused_lora_linears(model):
+        q = model.get_base_model().model.layers[0].self_attn.q_proj
+        q.base_layer.weight.ds_id = 7
+        peft_calls = []
+        real = type(q).forward
+        type(q).forward = lambda self, x, *a, **k: peft_calls.append(self) or real(self, x, *a, **k)
+        try:
+            _assert_same(_step(model, ids), ref)
+        finally:
+            type(q).forward = real
+            del q.base_layer.weight.ds_id
+    assert peft_calls == [q]  # only the "partitioned" linear went through peft
