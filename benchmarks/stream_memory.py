@@ -10,7 +10,7 @@ process of its own, so one's memory is not the other's:
   before the first step, then ``--steps`` optimizer steps;
 - ``stream``: the same run with ``streaming=True`` (``--steps`` steps), then one whole pass over
   the streamed, packed training data (all rows read, checked, encoded and packed, as training
-  would over a longer run), with the RSS sampled every 20,000 rows read (``--sample-every``).
+  would over a longer run), with the RSS sampled every 20,000 rows read.
 
 Each prints one JSON line: the RSS after imports (``base_mb``), the peak (``peak_mb``,
 ``ru_maxrss``), the growth (peak - base) and, for ``stream``, the samples. The last line
@@ -61,7 +61,7 @@ def tiny_model(out: Path) -> Path:
     return out
 
 
-def child(mode: str, model: str, data: str, work: str, steps: int, sample_every: int = 20_000) -> dict:
+def child(mode: str, model: str, data: str, work: str, steps: int) -> dict:
     """One measured run (in its own process): imports, baseline, training, (stream) a whole pass."""
     # Imported and loaded before the baseline, so the growth is what the run adds (data, model, optimizer).
     import datasets  # noqa: F401
@@ -94,7 +94,7 @@ def child(mode: str, model: str, data: str, work: str, steps: int, sample_every:
                 break
             if src["rows_in"] >= next_sample:
                 samples.append((src["rows_in"], round(rss_mb())))
-                next_sample += sample_every
+                next_sample += 20_000
         samples.append((src["rows_in"], round(rss_mb())))
         out.update(rows=src["rows_in"], kept=src["kept"], dropped=src["dropped"], packed_rows=packed_rows,
                    pass_seconds=round(time.time() - t1, 1), rss_samples=samples)
@@ -104,10 +104,9 @@ def child(mode: str, model: str, data: str, work: str, steps: int, sample_every:
     return out
 
 
-def measure(mode: str, model: str, data: str, work: str, steps: int, sample_every: int = 20_000) -> dict:
+def measure(mode: str, model: str, data: str, work: str, steps: int) -> dict:
     """Run :func:`child` in a fresh Python process and return its JSON line."""
-    cmd = [sys.executable, __file__, "--child", mode, "--model", model, "--data", data, "--work", work, "--steps", str(steps),
-           "--sample-every", str(sample_every)]
+    cmd = [sys.executable, __file__, "--child", mode, "--model", model, "--data", data, "--work", work, "--steps", str(steps)]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
@@ -123,11 +122,10 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="a model folder (default: a tiny random one)")
     ap.add_argument("--work", default=None)
     ap.add_argument("--data", default=None)
-    ap.add_argument("--sample-every", type=int, default=20_000, help="rows read between two RSS samples of the streamed pass")
     ap.add_argument("--child", choices=("stream", "memory"), default=None)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(child(a.child, a.model, a.data, a.work, a.steps, a.sample_every)))
+        print(json.dumps(child(a.child, a.model, a.data, a.work, a.steps)))
         return
     sys.path.insert(0, str(ROOT / "tests" / "data"))
     from streaming_rows import BAD, write_rows
@@ -137,7 +135,7 @@ def main() -> None:
     data = write_rows(work / "train.jsonl", a.rows, BAD)
     model = a.model or str(tiny_model(work / "model"))
     print(f"{a.rows:,} rows, {data.stat().st_size / 2**20:.0f} MiB of jsonl in {work}")
-    results = {mode: measure(mode, model, str(data), str(work), a.steps, a.sample_every) for mode in ("memory", "stream")}
+    results = {mode: measure(mode, model, str(data), str(work), a.steps) for mode in ("memory", "stream")}
     for r in results.values():
         print(json.dumps(r))
     m, s = results["memory"], results["stream"]
