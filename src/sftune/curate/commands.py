@@ -127,14 +127,6 @@ def _load_model(cfg):
     return load_for_inference(cfg.model, cache_dir=cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
 
 
-def _tool_use(args, model: str) -> dict:
-    """Tools for rows without their own, template variables and tool format: saved with the model, then the flags."""
-    from ..commands.flags import options_from_args
-    from ..options import ToolUseOptions
-
-    return options_from_args(args, ToolUseOptions).settings_for(model)
-
-
 def _generating_flags(group) -> list[str]:
     """The flags of distill and best-of-k: every option but the ones the step refuses (stop, and
     for distill more than one answer per prompt)."""
@@ -144,12 +136,13 @@ def _generating_flags(group) -> list[str]:
 
 def cmd_distill(args) -> int:
     from ..commands.flags import options_from_args
+    from ..infer.commands import tool_use_settings
     from ..options.curation import DistillOptions
     from .distill import distill
 
     opts = options_from_args(args, DistillOptions, _generating_flags(DistillOptions))
     cfg, out, report, reading, convs = _setup(args, READ_KEYS + MODEL_KEYS, "distill", require_answer=False)
-    tool_use = _tool_use(args, cfg.model)
+    tool_use = tool_use_settings(args, cfg.model)  # tools for rows without their own, template variables, tool format
     model, tok = _load_model(cfg)
     distill(convs, model, tok, out, report, opts, teacher=cfg.model, progress=not args.no_progress, tool_use=tool_use)
     return _finish(report, reading, out)
@@ -158,6 +151,7 @@ def cmd_distill(args) -> int:
 def cmd_best_of_k(args) -> int:
     from ..commands.flags import options_from_args
     from ..errors import ConfigError
+    from ..infer.commands import tool_use_settings
     from ..options.curation import BestOfKOptions
     from .best_of_k import RewardModel, best_of_k, callable_scorer
     from .plugins import load_callable
@@ -171,7 +165,7 @@ def cmd_best_of_k(args) -> int:
     if args.reward_model:
         scorer = RewardModel(args.reward_model, label=args.reward_label, trust_remote_code=cfg.trust_remote_code)
         reward = args.reward_model
-    tool_use = _tool_use(args, cfg.model)
+    tool_use = tool_use_settings(args, cfg.model)  # tools for rows without their own, template variables, tool format
     model, tok = _load_model(cfg)
     best_of_k(convs, model, tok, scorer, out, report, opts, policy=cfg.model, reward=reward, progress=not args.no_progress,
               tool_use=tool_use)

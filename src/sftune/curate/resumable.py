@@ -172,18 +172,16 @@ def note_resume(report, out: ResumableOutput, prompts) -> None:
     report.details["resumed_rows"] = done
 
 
-def answer_message(candidate: dict | str) -> Message:
+def answer_message(candidate: dict) -> Message:
     """The assistant message of a generated candidate: with a tool format (``generate_texts``'
     ``message``) its tool calls and reasoning as their own fields, else the text as it came.
 
     >>> answer_message({"text": "<tool_call>...", "message": {"role": "assistant", "content": None,
     ...     "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]}}).to_dict()
     {'role': 'assistant', 'content': None, 'tool_calls': [{'type': 'function', 'function': {'name': 'f', 'arguments': '{}'}}]}
-    >>> answer_message("Hello").to_dict()
+    >>> answer_message({"text": "Hello"}).to_dict()
     {'role': 'assistant', 'content': 'Hello'}
     """
-    if isinstance(candidate, str):
-        return Message("assistant", candidate)
     msg = candidate.get("message")
     if msg is None:
         return Message("assistant", candidate["text"])
@@ -192,13 +190,13 @@ def answer_message(candidate: dict | str) -> Message:
                    reasoning=msg.get("reasoning_content"), content_null=content is None)
 
 
-def answered(conv: Conversation, prompt: list[Message], answer: dict | str, tools: list[dict] | None = None) -> Conversation:
+def answered(conv: Conversation, prompt: list[Message], candidate: dict, tools: list[dict] | None = None) -> Conversation:
     """The output conversation: the prompt (tool calls, tool results, reasoning and ``tools`` kept;
-    per-message training flags reset) followed by the new answer (:func:`answer_message`).
+    per-message training flags reset) followed by the candidate's answer (:func:`answer_message`).
     ``tools`` are the schemas the answer was generated with, when the row had none of its own."""
     if conv.kind == "completion":
-        return Conversation.completion(prompt[0].content, answer if isinstance(answer, str) else answer["text"], source=conv.source)
-    msgs = [dataclasses.replace(m, trainable=None) for m in prompt] + [answer_message(answer)]
+        return Conversation.completion(prompt[0].content, candidate["text"], source=conv.source)
+    msgs = [dataclasses.replace(m, trainable=None) for m in prompt] + [answer_message(candidate)]
     return Conversation.chat(msgs, source=conv.source, tools=conv.tools or tools)
 
 

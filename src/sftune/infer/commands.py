@@ -52,12 +52,13 @@ def _add_tool_args(p: argparse.ArgumentParser, names: list[str] | None = None) -
     add_option_args(p.add_argument_group("tools and template"), ToolUseOptions, names)
 
 
-def _tool_use(args) -> dict:
-    """tools, template_kwargs and tool_format for this model: what training saved, then the flags."""
+def tool_use_settings(args, model: str | None = None) -> dict:
+    """tools, template_kwargs and tool_format for ``model`` (default ``args.model``): what training
+    saved with it, then the flags (also for ``sftune curate distill/best-of-k``)."""
     from ..commands.flags import options_from_args
     from ..options import ToolUseOptions
 
-    return options_from_args(args, ToolUseOptions).settings_for(args.model)
+    return options_from_args(args, ToolUseOptions).settings_for(model if model is not None else args.model)
 
 
 def _load(args):
@@ -77,7 +78,7 @@ def cmd_chat(args) -> int:
     from .chat import run_chat
 
     opts = _sampling(args, CHAT_FLAGS, CHAT_DEFAULTS)
-    tool_use = _tool_use(args)
+    tool_use = tool_use_settings(args)
     model, tokenizer = _load(args)
     run_chat(model, tokenizer, sys.stdin, sys.stdout, system=args.system, sampling=opts, **tool_use)
     return 0
@@ -90,7 +91,7 @@ def cmd_generate(args) -> int:
     # Read the prompts before loading the model: bad input is reported in a second, not after the load.
     fmt = args.format or "auto"
     prompts = read_prompts(args.input, format=fmt, system_prompt=args.system_prompt, skip_bad_rows=args.skip_bad_rows)
-    tool_use = _tool_use(args)
+    tool_use = tool_use_settings(args)
     model, tokenizer = _load(args)
     res = generate_file(
         model, tokenizer, args.input, args.output, prompts=prompts, batch_size=args.batch_size, seed=opts.seed,
@@ -117,7 +118,7 @@ def cmd_serve(args) -> int:
     from .server import serve
 
     o = options_from_args(args, ServingOptions)
-    tool_use = _tool_use(args)
+    tool_use = tool_use_settings(args)
     serve(args.model, host=o.host, port=o.port, api_key=o.api_key, served_name=o.served_model_name,
           max_prompt_tokens=o.max_prompt_tokens, max_tokens_limit=o.max_tokens_limit, precision=args.precision,
           cache_dir=args.cache_dir, tool_format=tool_use["tool_format"], template_kwargs=tool_use["template_kwargs"])

@@ -16,8 +16,9 @@ within float32 rounding (``tests/train/test_fused_lora.py``).
 
 Measured (benchmarks/README.md, "Speed"): one SmolLM2 decoder layer's LoRA step 2.6% faster on
 this project's CPU; the whole LoRA benchmark +3.4% tokens/s and 0.4 GB less peak memory (peft's
-scaled output is no longer kept for the backward). ``F.rms_norm`` in place of the models' RMSNorm was measured too and is
-slower on a CPU (torch 2.13 runs it as separate kernels), so norms are left alone.
+scaled output is no longer kept for the backward). ``F.rms_norm`` in place of the models'
+RMSNorm was measured too and is slower on a CPU (torch 2.13 runs it as separate kernels), so
+norms are left alone.
 """
 
 from __future__ import annotations

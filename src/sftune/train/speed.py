@@ -1,4 +1,4 @@
-"""Training speed-ups that keep the maths: padding-free batches, per-sample attention, fused ops, compiled layers.
+"""Training speed-ups that keep the maths: padding-free batches, per-sample attention, fused LoRA linears, compiled layers.
 
 :func:`training_speedups` wraps ``trainer.train()`` (``sftune train`` and ``bench_sft.py`` do) and
 undoes everything on exit, so the generation before and after training runs the model as loaded:
