@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from proc_memory import peak_mb
+
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 
@@ -88,8 +90,6 @@ def parse_variant(spec: str | None) -> dict:
 
 def child_train(a, t_start: float) -> dict:
     """One training run (``bench_sft.py --child train``); ``t_start``: when the process started (for the first step's time)."""
-    import resource
-
     import torch
     from datasets import load_from_disk
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -180,7 +180,7 @@ def child_train(a, t_start: float) -> dict:
     import shutil
 
     shutil.rmtree(a.out + ".trainer", ignore_errors=True)  # save_strategy "no": only the Trainer's empty folder
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = peak_mb() * 2**20  # VmHWM: ru_maxrss would include bench_sft.py's own RSS (proc_memory.py)
     n = len(steps_t)
     # The collator runs ahead of the steps (accelerate's loader fetches one batch early), so the
     # tokens collated by a step's end include the next batch. Batches are consumed in the order

@@ -9,17 +9,11 @@ after imports), and the ratios to the float32 size; the issue's target is < 2.5x
 from __future__ import annotations
 
 import argparse
-import resource
 import tempfile
 import time
 from pathlib import Path
 
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+from proc_memory import peak_mb, rss_mb
 
 
 def main() -> None:
@@ -40,7 +34,7 @@ def main() -> None:
     t = time.time()
     res = export_gguf(a.model, out, a.quant, force=True)
     secs = time.time() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mb()
     f32 = res.n_params * 4 / 2**20
     print(f"model {a.model}: {res.n_params:,} parameters, float32 {f32:.0f} MiB; {a.quant} file {out.stat().st_size / 2**20:.0f} MiB in {secs:.0f} s")
     print(f"peak RSS {peak:.0f} MiB = {peak / f32:.2f}x float32 (process, incl. {base:.0f} MiB after imports); "

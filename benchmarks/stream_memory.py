@@ -12,9 +12,9 @@ process of its own, so one's memory is not the other's:
   the streamed, packed training data (all rows read, checked, encoded and packed, as training
   would over a longer run), with the RSS sampled every 20,000 rows read.
 
-Each prints one JSON line: the RSS after imports (``base_mb``), the peak (``peak_mb``,
-``ru_maxrss``), the growth (peak - base) and, for ``stream``, the samples. The last line
-compares the growths. Packing, max_length 512, LoRA, fp32, CPU.
+Each prints one JSON line: the RSS after imports (``base_mb``), the peak (``peak_mb``, the
+child's ``VmHWM``; proc_memory.py says why not ``ru_maxrss``), the growth (peak - base) and, for
+``stream``, the samples. The last line compares the growths. Packing, max_length 512, LoRA, fp32, CPU.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,17 +29,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+from proc_memory import peak_mb, rss_mb  # noqa: E402
 
 
 def tiny_model(out: Path) -> Path:
