@@ -119,7 +119,8 @@ def test_llama31_json_template_single_calls_and_raise_exception(smol_tokenizer):
     per_conv, report = encode_each(tok, template, convs, reasoning="drop")
     assert [len(r) for r in per_conv] == [1, 0, 1, 1]
     assert report.dropped["chat template failed"] == 1
-    assert report.examples["chat template failed"][0].endswith("tool_messages.jsonl:2 (This model only supports single tool-calls at once!)")
+    assert report.examples["chat template failed"][0].endswith(
+        "tool_messages.jsonl:2 (template line 96: This model only supports single tool-calls at once!)")  # the template's own line
     from sftune.data.render import apply_reasoning
 
     for conv, rows in zip(convs, per_conv):
@@ -249,9 +250,9 @@ def test_template_raise_exception_drops_the_row_with_message_and_line(smol_token
     cfg = SFTConfig(data=[str(p)], template=template, cache_dir=str(tmp_path / "cache"))
     prep = prepare(cfg, tok, use_cache=False, progress=False)
     assert len(prep.dataset) == 2 and prep.dataset["source"] == [f"{p}:1", f"{p}:3"]
-    assert prep.report.examples["chat template failed"] == [f"{p}:2 (no forbidden words)"]
+    assert prep.report.examples["chat template failed"] == [f"{p}:2 (template line 1: no forbidden words)"]
     cfg = SFTConfig(data=[str(p)], template=template, strict=True, cache_dir=str(tmp_path / "cache"))
-    with pytest.raises(DataError, match="d.jsonl:2: no forbidden words"):
+    with pytest.raises(DataError, match="d.jsonl:2: template line 1: no forbidden words"):
         prepare(cfg, tok, use_cache=False, progress=False)
 
 

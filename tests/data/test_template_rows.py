@@ -153,11 +153,12 @@ def test_a_template_raising_on_every_row_stops_one_raising_on_some_drops(smol_to
         "{% for message in messages %}{% if message['content'] == 'forbidden' %}{{ raise_exception('no forbidden words') }}{% endif %}",
     )
     p = write(tmp_path / "d.jsonl", [chat_row("forbidden", "ok"), chat_row("forbidden", "no")])
-    with pytest.raises(TemplateError, match=r"d\.jsonl:1: the chat template raised: no forbidden words \(It fails this way on all 2"):
+    with pytest.raises(TemplateError, match=r"d\.jsonl:1: the chat template raised: template line 1: no forbidden words \(It fails this way on all 2") as e:
         prepare(SFTConfig(data=[str(p)], template=template, cache_dir=str(tmp_path / "c")), tok, use_cache=False, progress=False)
+    assert "Fix: give the rows what the template reads" in str(e.value)  # a stop says what to do
     p = write(tmp_path / "e.jsonl", [chat_row("forbidden", "ok"), chat_row("fine", "yes")])
     prep = prepare(SFTConfig(data=[str(p)], template=template, cache_dir=str(tmp_path / "c")), tok, use_cache=False, progress=False)
-    assert prep.dataset["source"] == [f"{p}:2"] and prep.report.examples["chat template failed"] == [f"{p}:1 (no forbidden words)"]
+    assert prep.dataset["source"] == [f"{p}:2"] and prep.report.examples["chat template failed"] == [f"{p}:1 (template line 1: no forbidden words)"]
 
 
 def test_cli_prepare_reports_the_dropped_row_and_strict_stops(smol_tokenizer_dir, tmp_path, capsys):

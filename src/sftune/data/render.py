@@ -304,6 +304,26 @@ def hidden(what: str, conv: Conversation, k: int | None) -> RowTemplateError:
     )
 
 
+def template_error_text(e: BaseException) -> str:
+    r"""A template's error as the report shows it: its message, and the line of the template it came
+    from (Jinja puts the template's own frames, named ``<template>``, in the traceback).
+
+    >>> from transformers.utils.chat_template_utils import _compile_jinja_template
+    >>> t = _compile_jinja_template("{% for m in messages %}\n{% if m.role == 'x' %}{{ raise_exception('no role x') }}{% endif %}{% endfor %}")
+    >>> try:
+    ...     t.render(messages=[{"role": "x"}])
+    ... except Exception as e:
+    ...     print(template_error_text(e))
+    template line 2: no role x
+    """
+    line, tb = None, e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno  # the innermost template frame: where the template raised
+        tb = tb.tb_next
+    return f"template line {line}: {e}" if line else str(e)
+
+
 def drop_or_stop(failed: list[tuple], shown, report) -> None:
     """Drop, into ``report``, the conversations of one chunk the template could not show, given as
     ``(conversation, reason, detail, exception)``; ``shown``: per reason, how many conversations
@@ -326,10 +346,13 @@ def drop_or_stop(failed: list[tuple], shown, report) -> None:
         if not shown[reason]:
             n = sum(f[1] == reason for f in failed)
             what = "the chat template raised: " + detail if reason == TEMPLATE_FAILED else detail
+            fix = "" if "Fix:" in detail else (
+                " Fix: give the rows what the template reads (its error above names it), or use a template that "
+                f"takes this data: --template {' or --template '.join(TOOL_TEMPLATES)} (built in), or a .jinja file.")
             raise RowTemplateError(
                 reason, str(conv.source or "conversation"), f"{what} (It fails this way on all {n} conversations that "
                 "need it so far, so the run stops; with a template that fails on some rows only, those rows are "
-                "dropped and counted.)",
+                f"dropped and counted.){fix}",
             ) from e
     for conv, reason, detail, _ in failed:
         report.drop(reason, conv.source, detail=detail)

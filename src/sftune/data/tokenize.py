@@ -43,7 +43,8 @@ import numpy as np
 
 from .conversation import Conversation
 from .masking import check_mask_policy, trained_messages
-from .render import TEMPLATE_FAILED, ChatRenderer, RowTemplateError, apply_reasoning, drop_or_stop, shown_by
+from .render import (TEMPLATE_FAILED, ChatRenderer, RowTemplateError, apply_reasoning, drop_or_stop, shown_by,
+                     template_error_text)
 from .report import DataError, DataReport
 from .shapes import ShapeRenderer, opacity_problem
 from .templates import TemplateError
@@ -295,7 +296,7 @@ class Encoder:
             except TemplateError:
                 raise  # about the template as a whole, not this row
             except Exception as e:  # the template raised on this row (its raise_exception, a missing key)
-                failed.append((conv, TEMPLATE_FAILED, str(e), e))
+                failed.append((conv, TEMPLATE_FAILED, template_error_text(e), e))
             else:
                 self.shown.update(shown_by(conv, self.mask, self.reasoning))
                 if len(rows) > 1:  # a history-rewriting template: reported as conversations -> rows
