@@ -19,7 +19,7 @@ from sftune.data.readers import read_conversations
 from sftune.data.report import DataError, DataReport
 from sftune.data.templates import BUILTIN_TEMPLATES, TemplateError, resolve_template
 from sftune.data.tokenize import IGNORE_INDEX, Encoder
-from sftune.data.toolcalls import normalize_tool_calls, normalize_tools
+from sftune.data.toolcalls import normalize_tool_calls, normalize_tools, template_arguments_form
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TEMPLATES = FIXTURES / "templates"
@@ -41,7 +41,7 @@ def check_rule(tok, template: str, conv: Conversation, rows: list, kwargs: dict 
     renderings (checked on characters, for templates written for other tokenizers, whose
     markers SmolLM2's BPE merges with their neighbours)."""
     kwargs = kwargs or {}
-    msgs = conv.to_messages()
+    msgs = conv.to_messages(template_arguments_form(tok, template, kwargs))  # the argument form the template takes
 
     def render(m, gen=False):
         return tok.apply_chat_template(m, tools=conv.tools, chat_template=template, tokenize=False, add_generation_prompt=gen, **kwargs)
@@ -89,7 +89,7 @@ def encode_each(tok, template, convs, **kw) -> tuple[list[list[dict]], DataRepor
         ("hermes", "keep", [1, 1, 1, 1]),
         (str(TEMPLATES / "qwen3.jinja"), "keep", [2, 2, 1, 2]),  # Qwen3's own template rewrites history
         (str(TEMPLATES / "vllm_tool_chat_template_hermes.jinja"), "drop", [1, 1, 1, 1]),
-        # InternLM2 writes arguments with Jinja's |string (a Python dict repr), as vLLM renders it
+        # InternLM2 writes arguments with Jinja's |string: given as JSON text (a dict would print as a Python repr)
         (str(TEMPLATES / "vllm_tool_chat_template_internlm2_tool.jinja"), "drop", [1, 1, 1, 1]),
         # Qwen3 parses <think> out of the content again and drops it from old turns: split as with keep
         (str(TEMPLATES / "qwen3.jinja"), "inline", [2, 2, 1, 2]),
@@ -353,3 +353,30 @@ def test_text_a_template_writes_after_eos_is_not_trained(smol_tokenizer):
     [rows], report = encode_each(tok, always, [conv])
     assert len(rows) == 1 and not report.counts
     assert decode(tok, [t for t, l in zip(rows[0]["input_ids"], rows[0]["labels"]) if l != IGNORE_INDEX]) == "b<|im_end|>d<|im_end|>"
+
+
+ARGS_AS_THEY_ARE = (  # writes function.arguments out as it is, as vLLM's Apertus template does (a dict raises)
+    "{% if tools %}<tools>{{ tools | tojson }}</tools>{% endif %}{% for m in messages %}<|{{ m.role }}|>{{ m.content or '' }}"
+    "{% for c in m.tool_calls or [] %}<call>{{ '{\"' + c.function.name + '\": ' + c.function.arguments + '}' }}</call>{% endfor %}"
+    "<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+@pytest.mark.parametrize("template_name, form", [
+    (str(TEMPLATES / "vllm_tool_chat_template_internlm2_tool.jinja"), "string"),  # prints a dict as Python's repr
+    ("inline:" + ARGS_AS_THEY_ARE, "string"),  # raises on a dict
+    (str(TEMPLATES / "vllm_tool_chat_template_hermes.jinja"), "object"),  # |tojson: a string would be encoded twice
+    ("hermes", "object"),
+])
+def test_tool_call_arguments_reach_the_template_as_json_it_can_write(smol_tokenizer, template_name, form):
+    tok = smol_tokenizer
+    template = ARGS_AS_THEY_ARE if template_name.startswith("inline:") else resolve_template(template_name, tok)
+    assert template_arguments_form(tok, template) == form
+    conv = tool_convs()[0]  # get_weather(city="Oslo"), arguments stored as a JSON string
+    # Checked on characters: this tokenizer's BPE merges other templates' markers with their neighbours
+    (row,) = char_rows(tok, template, conv)
+    text, spans, _ = row
+    trained = "".join(text[a:b] for a, b in spans)
+    # The call is trained as JSON: neither {'city': 'Oslo'} (a repr) nor "{\"city\"..." (JSON in a string)
+    assert '"city": "Oslo"' in trained and "'city'" not in trained and '\\"city' not in trained, trained
+    check_rule(tok, template, conv, [row])

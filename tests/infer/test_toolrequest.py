@@ -214,3 +214,29 @@ def test_forced_call_follows_the_templates_own_layout(smol_tokenizer, open_think
         assert probe_call_layout(tok, mine, TOOLS, open_think=open_think) is None
     finally:
         tok.chat_template = saved
+
+
+def test_a_template_taking_json_text_gets_it_at_inference_as_in_training(smol_tokenizer, tmp_path):
+    """vLLM's InternLM2 template prints arguments as they are: training gives them to it as JSON
+    text (a dict would print as Python's repr), and so does serving, for the same prompt."""
+    from pathlib import Path
+
+    from sftune.data.readers import read_conversations
+    from sftune.data.render import ChatRenderer
+    from sftune.data.report import DataReport
+    from sftune.infer.toolrequest import start_reply
+
+    tok = smol_tokenizer
+    tok.chat_template = (Path(__file__).parents[1] / "data/fixtures/templates/vllm_tool_chat_template_internlm2_tool.jinja").read_text()
+    request = [{"role": "user", "content": "Weather in Oslo?"}, *ROUND_TRIP[2:4]]
+    prompt, _ = start_reply(tok, prepare_tool_request(request, TOOLS, "auto", BUILTIN_FORMATS["hermes"]))
+    assert '{"name": "get_weather", "arguments": {"city": "Oslo"}}' in prompt and "'city'" not in prompt
+
+    row = [*request, {"role": "assistant", "content": "3 °C in Oslo."}]
+    row[1] = {("reasoning_content" if k == "reasoning" else k): v for k, v in row[1].items()}  # the data's name for it
+    f = tmp_path / "agent.jsonl"
+    f.write_text(json.dumps({"messages": row, "tools": TOOLS}) + "\n", encoding="utf-8")
+    conv = read_conversations(str(f), DataReport())[0]
+    renderer = ChatRenderer(tok, tok.chat_template)
+    assert renderer.arguments == "string"
+    assert renderer.render(conv.to_messages(renderer.arguments)[:3], conv.tools, add_generation_prompt=True) == prompt

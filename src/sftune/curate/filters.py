@@ -157,16 +157,18 @@ def token_lengths(
 ) -> tuple[list[int], list[int]]:
     """(whole-conversation tokens, answer tokens) per row, the whole conversation counted as training
     tokenizes it (before ``max_length``): a chat row rendered with ``template`` (a resolved chat
-    template) from ``conv.to_messages()`` with its ``tools``, ``template_kwargs`` and the
+    template) from ``conv.to_messages(form)`` (the template's argument form) with its ``tools``, ``template_kwargs`` and the
     ``reasoning`` policy, so tool calls, tool results, tool schemas and reasoning count; a raw
     prompt/completion or text row with the tokenizer's special tokens and the EOS training appends.
     """
     from ..data.render import apply_reasoning
     from ..data.templates import render
+    from ..data.toolcalls import template_arguments_form
 
     def rendered(c: Conversation) -> str:
         c = apply_reasoning(c, reasoning)
-        return render(tokenizer, template, c.to_messages(), tools=c.tools, template_kwargs=template_kwargs)
+        form = template_arguments_form(tokenizer, template, template_kwargs) if any(m.tool_calls for m in c.messages) else "object"
+        return render(tokenizer, template, c.to_messages(form), tools=c.tools, template_kwargs=template_kwargs)
 
     eos = tokenizer.eos_token_id
     totals: list[int] = []

@@ -77,15 +77,17 @@ class Message:
             d.update({k: v for k, v in self.extra.items() if k not in d})
         return d
 
-    def to_template(self) -> dict:
-        """The dict a chat template gets for this message (see :meth:`Conversation.to_messages`).
+    def to_template(self, arguments: str = "object") -> dict:
+        """The dict a chat template gets for this message (see :meth:`Conversation.to_messages`);
+        ``arguments``: the form of tool-call arguments the template takes
+        (:func:`~sftune.data.toolcalls.template_arguments_form`).
 
         >>> Message("assistant", "", tool_calls=[{"type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}],
         ...         content_null=True).to_template()
         {'role': 'assistant', 'content': None, 'tool_calls': [{'type': 'function', 'function': {'name': 'f', 'arguments': {'a': 1}}}]}
         """
         # An empty list of calls becomes None and is left out: vLLM drops it too.
-        return self._as_dict(None if self.tool_calls is None else tool_calls_for_template(self.tool_calls))
+        return self._as_dict(None if self.tool_calls is None else tool_calls_for_template(self.tool_calls, arguments))
 
     def to_dict(self) -> dict:
         """Canonical JSON (what ``sftune curate`` writes): every key the data had, arguments as given.
@@ -137,21 +139,23 @@ class Conversation:
     def chat(cls, messages: list[Message], source: Source | None = None, tools: list[dict] | None = None) -> "Conversation":
         return cls(messages=list(messages), kind="chat", source=source, tools=tools or None)
 
-    def to_messages(self) -> list[dict]:
+    def to_messages(self, arguments: str = "object") -> list[dict]:
         """The messages exactly as a chat template gets them, in training and at inference:
-        ``apply_chat_template(conv.to_messages(), tools=conv.tools, **template_kwargs)``.
+        ``apply_chat_template(conv.to_messages(form), tools=conv.tools, **template_kwargs)``, where
+        ``form`` is :func:`~sftune.data.toolcalls.template_arguments_form` of the template.
 
         A key the data lacks stays absent (templates test ``is defined``/``in message``);
         ``content`` is ``None`` where the data had null (transformers then drops the key, as it
         does for an inference request); tool-call ``arguments`` are mappings
-        (:func:`~sftune.data.toolcalls.tool_calls_for_template`); reasoning is under
+        (:func:`~sftune.data.toolcalls.tool_calls_for_template`; JSON text with ``arguments="string"``,
+        for the templates that write them out as they are); reasoning is under
         ``reasoning_content`` (transformers also copies it to ``thinking`` for gpt-oss templates).
 
         >>> c = Conversation.chat([Message("user", "Hi"), Message("assistant", "Hello", reasoning="greet")])
         >>> c.to_messages()
         [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Hello', 'reasoning_content': 'greet'}]
         """
-        return [m.to_template() for m in self.messages]
+        return [m.to_template(arguments) for m in self.messages]
 
     @property
     def is_plain(self) -> bool:

@@ -48,6 +48,7 @@ from .masking import trained_messages
 from .report import DataError
 from .shapes import trained_span
 from .templates import TOOL_TEMPLATES, TemplateError, render
+from .toolcalls import template_arguments_form
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,18 @@ class ChatRenderer:
         self._tools_shown = False  # once a conversation showed its tools, the template does
         self._direct = _direct_renderer(tokenizer, template, self.template_kwargs)
         self._checks_left = DIRECT_CHECKS
+        self._arguments: str | None = None
+
+    @property
+    def arguments(self) -> str:
+        """The form of tool-call arguments this template takes (``"object"`` or ``"string"``), found
+        by :func:`~sftune.data.toolcalls.template_arguments_form` when the first call is rendered;
+        ``sftune chat``/``serve`` find the same for the saved template."""
+        if self._arguments is None:
+            self._arguments = template_arguments_form(self.tokenizer, self.template, self.template_kwargs)
+            if self._arguments == "string":
+                log.info("the chat template writes tool-call arguments out as they are: they are given to it as JSON text")
+        return self._arguments
 
     def render(self, msgs: list[dict], tools, add_generation_prompt: bool = False) -> str:
         """``apply_chat_template(msgs, tools=tools, **template_kwargs)`` as text.
@@ -157,7 +170,8 @@ class ChatRenderer:
         :func:`apply_reasoning`); ``chosen``: the assistant message indices to train;
         ``inlined``: the reasoning :func:`apply_reasoning` wrote into the content, per message
         index (a template that strips ``<think>`` blocks from content must not hide it)."""
-        msgs, tools = conv.to_messages(), conv.tools
+        has_calls = any(m.tool_calls for m in conv.messages)
+        msgs, tools = conv.to_messages(self.arguments if has_calls else "object"), conv.tools
         full = self.render(msgs, tools)
         if whole:
             return [(full, [(0, len(full))])]

@@ -174,7 +174,7 @@ def resolve_template(spec: str | None, tokenizer, *, warn: bool = True) -> str:
         if isinstance(own, dict):  # several named templates: "default" is the chat one
             own = own.get("default") or next(iter(own.values()))
         if own:
-            return own
+            return _parsed(own, "the model's own chat template")
         if warn:
             log.warning(
                 "The tokenizer has no chat template; using ChatML. Pass --template NAME|FILE to choose another "
@@ -185,14 +185,37 @@ def resolve_template(spec: str | None, tokenizer, *, warn: bool = True) -> str:
     if name in BUILTIN_TEMPLATES:
         return BUILTIN_TEMPLATES[name]
     if "{{" in spec or "{%" in spec:
-        return spec
+        return _parsed(spec, "the chat template given inline")
     p = Path(spec)
     if p.is_file():
-        return p.read_text(encoding="utf-8")
+        return _parsed(p.read_text(encoding="utf-8"), f"chat template {p}")
     raise TemplateError(
         f"unknown chat template {spec!r}: not a built-in ({', '.join(sorted(BUILTIN_TEMPLATES))}), "
         "not an existing file, and not a Jinja string. Leave --template unset to use the model's own."
     )
+
+
+def _parsed(template: str, where: str) -> str:
+    """``template`` once Jinja has parsed it (as transformers compiles it); a syntax error is a
+    :class:`TemplateError` naming the template's line, not a traceback from the first row.
+
+    >>> _parsed("{% if x %}a{% endif }", "t.jinja")
+    Traceback (most recent call last):
+    ...
+    sftune.data.templates.TemplateError: t.jinja does not parse: line 1: unexpected '}'. Fix: correct that line, or choose another template with --template NAME|FILE (built-ins: ...
+    """
+    import jinja2
+
+    try:
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+    except ImportError:  # transformers moved it: the first render reports the error instead
+        return template
+    try:
+        _compile_jinja_template(template)
+    except jinja2.TemplateSyntaxError as e:
+        raise TemplateError(f"{where} does not parse: line {e.lineno}: {e.message}. Fix: correct that line, or choose "
+                            f"another template with --template NAME|FILE (built-ins: {', '.join(sorted(BUILTIN_TEMPLATES))})") from None
+    return template
 
 
 def render(

@@ -109,17 +109,92 @@ def normalize_tool_calls(value) -> list[dict]:
     return [normalize_tool_call(c) for c in value]
 
 
-def tool_calls_for_template(tool_calls: list[dict] | None) -> list[dict] | None:
-    """Copies of ``tool_calls`` with ``function.arguments`` parsed to a mapping: what a chat
-    template gets, in training (``Conversation.to_messages``) and at inference alike. An empty
-    list becomes ``None`` (vLLM drops it "to keep templates on the normal assistant path")."""
+def tool_calls_for_template(tool_calls: list[dict] | None, arguments: str = "object") -> list[dict] | None:
+    """Copies of ``tool_calls`` with ``function.arguments`` as the template takes them: what a
+    chat template gets, in training (``Conversation.to_messages``) and at inference alike. An
+    empty list becomes ``None`` (vLLM drops it "to keep templates on the normal assistant path").
+
+    ``arguments`` (:func:`arguments_form` of the template): ``"object"``, a mapping (vLLM's and
+    transformers' convention); ``"string"``, JSON text (the data's own string, else compact JSON),
+    for the templates that write ``function.arguments`` out as it is.
+
+    >>> calls = [{"type": "function", "function": {"name": "f", "arguments": {"a": "é"}}}]
+    >>> tool_calls_for_template(calls, "string")[0]["function"]["arguments"]
+    '{"a": "é"}'
+    """
     if not tool_calls:
         return None
     out = []
     for call in tool_calls:
         fn = call.get("function", {})
-        out.append({**call, "function": {**fn, "arguments": parse_arguments(fn.get("arguments"))}})
+        args = fn.get("arguments")
+        if arguments == "string":
+            args = args if isinstance(args, str) and args.strip() else json.dumps(parse_arguments(args), ensure_ascii=False)
+        else:
+            args = parse_arguments(args)
+        out.append({**call, "function": {**fn, "arguments": args}})
     return out
+
+
+_PROBE_KEY, _PROBE_VALUE = "sftune_probe_key", "sftune probe value"
+
+
+def _probe_messages(arguments) -> list[dict]:
+    call = {"id": "a1b2c3d4e", "type": "function", "function": {"name": "sftune_probe", "arguments": arguments}}  # 9 characters, as Mistral's templates require
+    return [{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "a1b2c3d4e", "name": "sftune_probe", "content": "r"},
+            {"role": "assistant", "content": "a"}]
+
+
+def arguments_form(render_messages) -> str:
+    """How a template wants tool-call arguments: ``"object"`` (a mapping) or ``"string"`` (JSON text).
+
+    ``render_messages(messages)`` renders a message list with the template (and a probe tool in
+    ``tools``). One call is rendered both ways. A form is right when the rendering holds the
+    arguments as JSON: not Python's repr of a dict (``{'key': ...}``: a template that prints the
+    mapping as it is, e.g. vLLM's internlm2 and phi4-mini ones) and not JSON encoded twice
+    (``"{\\"key\\": ...}"``: a template that ``tojson``s a string). The object form, what vLLM and
+    transformers pass, is kept unless it is wrong and the string form is right (also when the
+    template raises on a mapping, as vLLM's Apertus one does). A template that cannot render the
+    probe (no tool support) keeps the object form.
+
+    >>> def prints_as_is(msgs):  # a template writing {{ tool_call.function.arguments }}
+    ...     return str(msgs[1]["tool_calls"][0]["function"]["arguments"])
+    >>> arguments_form(prints_as_is), arguments_form(lambda msgs: json.dumps(msgs[1]["tool_calls"][0]["function"]["arguments"]))
+    ('string', 'object')
+    """
+    def right(arguments) -> bool:
+        try:
+            text = render_messages(_probe_messages(arguments))
+        except Exception:  # noqa: BLE001 - a template refusing this form of arguments
+            return False
+        return f"'{_PROBE_KEY}':" not in text and f'\\"{_PROBE_KEY}' not in text
+
+    if right({_PROBE_KEY: _PROBE_VALUE}):
+        return "object"
+    return "string" if right(json.dumps({_PROBE_KEY: _PROBE_VALUE})) else "object"
+
+
+_PROBE_TOOLS = [{"type": "function", "function": {"name": "sftune_probe", "description": "probe", "parameters": {
+    "type": "object", "properties": {_PROBE_KEY: {"type": "string", "description": "probe"}}, "required": [_PROBE_KEY]}}}]
+
+
+def template_arguments_form(tokenizer, template: str | None, template_kwargs: dict | None = None) -> str:
+    """:func:`arguments_form` of ``template`` (default: the tokenizer's own) rendered as training
+    and inference render it (``apply_chat_template`` with ``template_kwargs``). Cached per template."""
+    template = template if template is not None else getattr(tokenizer, "chat_template", None)
+    if not template:
+        return "object"
+    key = (id(tokenizer), template, json.dumps(template_kwargs or {}, sort_keys=True, default=str))
+    if key not in _FORMS:
+        def render_messages(msgs):
+            return tokenizer.apply_chat_template(msgs, chat_template=template, tools=_PROBE_TOOLS, tokenize=False,
+                                                 **(template_kwargs or {}))
+        _FORMS[key] = arguments_form(render_messages)
+    return _FORMS[key]
+
+
+_FORMS: dict = {}
 
 
 def normalize_tools(value) -> list[dict]:
