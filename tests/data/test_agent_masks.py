@@ -19,7 +19,7 @@ from sftune.data.readers import read_conversations
 from sftune.data.report import DataError, DataReport
 from sftune.data.templates import BUILTIN_TEMPLATES, TemplateError, resolve_template
 from sftune.data.tokenize import IGNORE_INDEX, Encoder
-from sftune.data.toolcalls import normalize_tool_calls, normalize_tools, template_arguments_form
+from sftune.data.toolcalls import normalize_tool_calls, normalize_tools, template_call_form
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TEMPLATES = FIXTURES / "templates"
@@ -41,7 +41,7 @@ def check_rule(tok, template: str, conv: Conversation, rows: list, kwargs: dict 
     renderings (checked on characters, for templates written for other tokenizers, whose
     markers SmolLM2's BPE merges with their neighbours)."""
     kwargs = kwargs or {}
-    msgs = conv.to_messages(template_arguments_form(tok, template, kwargs))  # the argument form the template takes
+    msgs = conv.to_messages(template_call_form(tok, template, kwargs))  # the form of calls the template takes
 
     def render(m, gen=False):
         return tok.apply_chat_template(m, tools=conv.tools, chat_template=template, tokenize=False, add_generation_prompt=gen, **kwargs)
@@ -371,7 +371,7 @@ ARGS_AS_THEY_ARE = (  # writes function.arguments out as it is, as vLLM's Apertu
 def test_tool_call_arguments_reach_the_template_as_json_it_can_write(smol_tokenizer, template_name, form):
     tok = smol_tokenizer
     template = ARGS_AS_THEY_ARE if template_name.startswith("inline:") else resolve_template(template_name, tok)
-    assert template_arguments_form(tok, template) == form
+    assert template_call_form(tok, template).arguments == form
     conv = tool_convs()[0]  # get_weather(city="Oslo"), arguments stored as a JSON string
     # Checked on characters: this tokenizer's BPE merges other templates' markers with their neighbours
     (row,) = char_rows(tok, template, conv)
@@ -380,3 +380,25 @@ def test_tool_call_arguments_reach_the_template_as_json_it_can_write(smol_tokeni
     # The call is trained as JSON: neither {'city': 'Oslo'} (a repr) nor "{\"city\"..." (JSON in a string)
     assert '"city": "Oslo"' in trained and "'city'" not in trained and '\\"city' not in trained, trained
     check_rule(tok, template, conv, [row])
+
+
+def test_a_template_failing_on_null_content_gets_an_empty_string(smol_tokenizer):
+    """vLLM's DeepSeek templates test ``content is none`` and else add the content to a string;
+    transformers leaves the ``None`` key out, so a call-only turn would fail: it gets ``""``."""
+    tok = smol_tokenizer
+    template = (
+        "{% if tools %}<tools>{{ tools | tojson }}</tools>{% endif %}{% for m in messages %}<|{{ m.role }}|>"
+        "{% if m.tool_calls %}{% if m['content'] is none %}<calls>{% else %}{{ m['content'] + '<calls>' }}{% endif %}"
+        "{{ m.tool_calls[0].function.arguments | tojson }}</calls>{% else %}{{ m.content }}{% endif %}<|end|>{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    form = template_call_form(tok, template)
+    assert (form.arguments, form.null_content) == ("object", "")
+    conv = tool_convs()[0]
+    assert conv.messages[2].content_null and conv.messages[2].tool_calls  # the call-only turn of the data
+    (row,) = char_rows(tok, template, conv)
+    text, spans, _ = row
+    assert '<calls>{"city": "Oslo"}</calls>' in "".join(text[a:b] for a, b in spans)
+    check_rule(tok, template, conv, [row])
+    # A template that handles a missing content keeps the key left out, as transformers does
+    assert template_call_form(tok, BUILTIN_TEMPLATES["hermes"]).null_content is None

@@ -238,5 +238,5 @@ def test_a_template_taking_json_text_gets_it_at_inference_as_in_training(smol_to
     f.write_text(json.dumps({"messages": row, "tools": TOOLS}) + "\n", encoding="utf-8")
     conv = read_conversations(str(f), DataReport())[0]
     renderer = ChatRenderer(tok, tok.chat_template)
-    assert renderer.arguments == "string"
-    assert renderer.render(conv.to_messages(renderer.arguments)[:3], conv.tools, add_generation_prompt=True) == prompt
+    assert renderer.call_form.arguments == "string"
+    assert renderer.render(conv.to_messages(renderer.call_form)[:3], conv.tools, add_generation_prompt=True) == prompt

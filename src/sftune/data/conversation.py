@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .toolcalls import tool_calls_for_template
+from .toolcalls import OBJECT_FORM, CallForm, tool_calls_for_template
 
 Kind = Literal["chat", "completion", "text"]
 
@@ -77,17 +77,19 @@ class Message:
             d.update({k: v for k, v in self.extra.items() if k not in d})
         return d
 
-    def to_template(self, arguments: str = "object") -> dict:
+    def to_template(self, form: CallForm = OBJECT_FORM) -> dict:
         """The dict a chat template gets for this message (see :meth:`Conversation.to_messages`);
-        ``arguments``: the form of tool-call arguments the template takes
-        (:func:`~sftune.data.toolcalls.template_arguments_form`).
+        ``form``: how the template takes tool calls (:func:`~sftune.data.toolcalls.template_call_form`).
 
         >>> Message("assistant", "", tool_calls=[{"type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}],
         ...         content_null=True).to_template()
         {'role': 'assistant', 'content': None, 'tool_calls': [{'type': 'function', 'function': {'name': 'f', 'arguments': {'a': 1}}}]}
         """
         # An empty list of calls becomes None and is left out: vLLM drops it too.
-        return self._as_dict(None if self.tool_calls is None else tool_calls_for_template(self.tool_calls, arguments))
+        d = self._as_dict(None if self.tool_calls is None else tool_calls_for_template(self.tool_calls, form.arguments))
+        if self.content_null and self.tool_calls and form.null_content is not None:
+            d["content"] = form.null_content
+        return d
 
     def to_dict(self) -> dict:
         """Canonical JSON (what ``sftune curate`` writes): every key the data had, arguments as given.
@@ -139,23 +141,23 @@ class Conversation:
     def chat(cls, messages: list[Message], source: Source | None = None, tools: list[dict] | None = None) -> "Conversation":
         return cls(messages=list(messages), kind="chat", source=source, tools=tools or None)
 
-    def to_messages(self, arguments: str = "object") -> list[dict]:
+    def to_messages(self, form: CallForm = OBJECT_FORM) -> list[dict]:
         """The messages exactly as a chat template gets them, in training and at inference:
         ``apply_chat_template(conv.to_messages(form), tools=conv.tools, **template_kwargs)``, where
-        ``form`` is :func:`~sftune.data.toolcalls.template_arguments_form` of the template.
+        ``form`` is :func:`~sftune.data.toolcalls.template_call_form` of the template.
 
         A key the data lacks stays absent (templates test ``is defined``/``in message``);
         ``content`` is ``None`` where the data had null (transformers then drops the key, as it
         does for an inference request); tool-call ``arguments`` are mappings
-        (:func:`~sftune.data.toolcalls.tool_calls_for_template`; JSON text with ``arguments="string"``,
-        for the templates that write them out as they are); reasoning is under
+        (:func:`~sftune.data.toolcalls.tool_calls_for_template`; JSON text, and ``""`` for a null
+        content, for the templates whose :class:`~sftune.data.toolcalls.CallForm` says so); reasoning is under
         ``reasoning_content`` (transformers also copies it to ``thinking`` for gpt-oss templates).
 
         >>> c = Conversation.chat([Message("user", "Hi"), Message("assistant", "Hello", reasoning="greet")])
         >>> c.to_messages()
         [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Hello', 'reasoning_content': 'greet'}]
         """
-        return [m.to_template(arguments) for m in self.messages]
+        return [m.to_template(form) for m in self.messages]
 
     @property
     def is_plain(self) -> bool:

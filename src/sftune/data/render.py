@@ -48,7 +48,7 @@ from .masking import trained_messages
 from .report import DataError
 from .shapes import trained_span
 from .templates import TOOL_TEMPLATES, TemplateError, render
-from .toolcalls import template_arguments_form
+from .toolcalls import OBJECT_FORM, CallForm, template_call_form
 
 log = logging.getLogger(__name__)
 
@@ -121,18 +121,19 @@ class ChatRenderer:
         self._tools_shown = False  # once a conversation showed its tools, the template does
         self._direct = _direct_renderer(tokenizer, template, self.template_kwargs)
         self._checks_left = DIRECT_CHECKS
-        self._arguments: str | None = None
+        self._call_form: CallForm | None = None
 
     @property
-    def arguments(self) -> str:
-        """The form of tool-call arguments this template takes (``"object"`` or ``"string"``), found
-        by :func:`~sftune.data.toolcalls.template_arguments_form` when the first call is rendered;
-        ``sftune chat``/``serve`` find the same for the saved template."""
-        if self._arguments is None:
-            self._arguments = template_arguments_form(self.tokenizer, self.template, self.template_kwargs)
-            if self._arguments == "string":
+    def call_form(self) -> CallForm:
+        """How this template takes tool calls, found by :func:`~sftune.data.toolcalls.template_call_form`
+        when the first call is rendered; ``sftune chat``/``serve`` find the same for the saved template."""
+        if self._call_form is None:
+            self._call_form = template_call_form(self.tokenizer, self.template, self.template_kwargs)
+            if self._call_form.arguments == "string":
                 log.info("the chat template writes tool-call arguments out as they are: they are given to it as JSON text")
-        return self._arguments
+            if self._call_form.null_content is not None:
+                log.info("the chat template fails on a tool-calling turn without content: null content is given to it as \"\"")
+        return self._call_form
 
     def render(self, msgs: list[dict], tools, add_generation_prompt: bool = False) -> str:
         """``apply_chat_template(msgs, tools=tools, **template_kwargs)`` as text.
@@ -171,7 +172,7 @@ class ChatRenderer:
         ``inlined``: the reasoning :func:`apply_reasoning` wrote into the content, per message
         index (a template that strips ``<think>`` blocks from content must not hide it)."""
         has_calls = any(m.tool_calls for m in conv.messages)
-        msgs, tools = conv.to_messages(self.arguments if has_calls else "object"), conv.tools
+        msgs, tools = conv.to_messages(self.call_form if has_calls else OBJECT_FORM), conv.tools
         full = self.render(msgs, tools)
         if whole:
             return [(full, [(0, len(full))])]

@@ -24,6 +24,7 @@ hand to a template at inference: ``None`` or ``""`` becomes ``{}``, a string is 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 
 class ToolCallError(ValueError):
@@ -114,7 +115,7 @@ def tool_calls_for_template(tool_calls: list[dict] | None, arguments: str = "obj
     chat template gets, in training (``Conversation.to_messages``) and at inference alike. An
     empty list becomes ``None`` (vLLM drops it "to keep templates on the normal assistant path").
 
-    ``arguments`` (:func:`arguments_form` of the template): ``"object"``, a mapping (vLLM's and
+    ``arguments`` (:class:`CallForm` ``.arguments`` of the template): ``"object"``, a mapping (vLLM's and
     transformers' convention); ``"string"``, JSON text (the data's own string, else compact JSON),
     for the templates that write ``function.arguments`` out as it is.
 
@@ -139,58 +140,103 @@ def tool_calls_for_template(tool_calls: list[dict] | None, arguments: str = "obj
 _PROBE_KEY, _PROBE_VALUE = "sftune_probe_key", "sftune probe value"
 
 
-def _probe_messages(arguments) -> list[dict]:
+@dataclass(frozen=True)
+class CallForm:
+    """How one chat template takes an assistant turn's tool calls (:func:`template_call_form`).
+
+    ``arguments``: ``"object"`` (a mapping: vLLM's and transformers' convention) or ``"string"``
+    (JSON text, for templates that write ``function.arguments`` out as it is). ``null_content``:
+    what the ``null`` content of a turn that only calls tools becomes: ``None`` (left out, as
+    transformers leaves out every ``None`` key) or ``""``, for templates that test
+    ``content is none`` and then fail on the missing key (vLLM's DeepSeek ones).
+    """
+
+    arguments: str = "object"
+    null_content: str | None = None
+
+    def messages(self, messages: list[dict]) -> list[dict]:
+        """Template messages (dicts, as :func:`tool_calls_for_template` makes them) in this form.
+
+        >>> CallForm("string", "").messages([{"role": "assistant", "content": None, "tool_calls": [
+        ...     {"type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}])
+        [{'role': 'assistant', 'content': '', 'tool_calls': [{'type': 'function', 'function': {'name': 'f', 'arguments': '{"a": 1}'}}]}]
+        """
+        if self == OBJECT_FORM:
+            return messages
+        out = []
+        for m in messages:
+            if m.get("tool_calls"):
+                m = {**m, "tool_calls": tool_calls_for_template(m["tool_calls"], self.arguments)}
+                if m.get("content") is None and self.null_content is not None:
+                    m["content"] = self.null_content
+            out.append(m)
+        return out
+
+
+OBJECT_FORM = CallForm()
+
+
+def _probe_messages(arguments, content=None) -> list[dict]:
     call = {"id": "a1b2c3d4e", "type": "function", "function": {"name": "sftune_probe", "arguments": arguments}}  # 9 characters, as Mistral's templates require
-    return [{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [call]},
+    return [{"role": "user", "content": "q"}, {"role": "assistant", "content": content, "tool_calls": [call]},
             {"role": "tool", "tool_call_id": "a1b2c3d4e", "name": "sftune_probe", "content": "r"},
             {"role": "assistant", "content": "a"}]
 
 
-def arguments_form(render_messages) -> str:
-    """How a template wants tool-call arguments: ``"object"`` (a mapping) or ``"string"`` (JSON text).
+def call_form(render_messages) -> CallForm:
+    """The :class:`CallForm` a template takes, found by rendering a probe call.
 
     ``render_messages(messages)`` renders a message list with the template (and a probe tool in
-    ``tools``). One call is rendered both ways. A form is right when the rendering holds the
-    arguments as JSON: not Python's repr of a dict (``{'key': ...}``: a template that prints the
-    mapping as it is, e.g. vLLM's internlm2 and phi4-mini ones) and not JSON encoded twice
-    (``"{\\"key\\": ...}"``: a template that ``tojson``s a string). The object form, what vLLM and
-    transformers pass, is kept unless it is wrong and the string form is right (also when the
-    template raises on a mapping, as vLLM's Apertus one does). A template that cannot render the
-    probe (no tool support) keeps the object form.
+    ``tools``). The call is rendered with both forms of arguments. A form is right when the
+    rendering holds the arguments as JSON: not Python's repr of a dict (``{'key': ...}``: a
+    template that prints the mapping as it is, e.g. vLLM's internlm2 and phi4-mini ones) and not
+    JSON encoded twice (``"{\\"key\\": ...}"``: a template that ``tojson``s a string). The object
+    form, what vLLM and transformers pass, is kept unless it is wrong and the string form is
+    right (also when the template raises on a mapping, as vLLM's Apertus one does). Then a
+    call-only turn with ``null`` content: left out unless the template raises on that and renders
+    ``""``. A template that cannot render the probe at all (no tool support) gets the defaults.
 
     >>> def prints_as_is(msgs):  # a template writing {{ tool_call.function.arguments }}
     ...     return str(msgs[1]["tool_calls"][0]["function"]["arguments"])
-    >>> arguments_form(prints_as_is), arguments_form(lambda msgs: json.dumps(msgs[1]["tool_calls"][0]["function"]["arguments"]))
-    ('string', 'object')
+    >>> call_form(prints_as_is), call_form(lambda msgs: json.dumps(msgs[1]["tool_calls"][0]["function"]["arguments"]))
+    (CallForm(arguments='string', null_content=None), CallForm(arguments='object', null_content=None))
+    >>> call_form(lambda msgs: msgs[1]["content"] + json.dumps(msgs[1]["tool_calls"][0]["function"]["arguments"]))
+    CallForm(arguments='object', null_content='')
     """
-    def right(arguments) -> bool:
+    def rendering(arguments, content=""):
         try:
-            text = render_messages(_probe_messages(arguments))
-        except Exception:  # noqa: BLE001 - a template refusing this form of arguments
-            return False
-        return f"'{_PROBE_KEY}':" not in text and f'\\"{_PROBE_KEY}' not in text
+            return render_messages(_probe_messages(arguments, content))
+        except Exception:  # noqa: BLE001 - the template refuses this form
+            return None
 
-    if right({_PROBE_KEY: _PROBE_VALUE}):
-        return "object"
-    return "string" if right(json.dumps({_PROBE_KEY: _PROBE_VALUE})) else "object"
+    def right(text) -> bool:
+        return text is not None and f"'{_PROBE_KEY}':" not in text and f'\\"{_PROBE_KEY}' not in text
+
+    as_object = {_PROBE_KEY: _PROBE_VALUE}
+    arguments = "object"
+    if not right(rendering(as_object)) and right(rendering(json.dumps(as_object))):
+        arguments = "string"
+    probe = as_object if arguments == "object" else json.dumps(as_object)
+    null_content = "" if rendering(probe, None) is None and rendering(probe, "") is not None else None
+    return CallForm(arguments, null_content)
 
 
 _PROBE_TOOLS = [{"type": "function", "function": {"name": "sftune_probe", "description": "probe", "parameters": {
     "type": "object", "properties": {_PROBE_KEY: {"type": "string", "description": "probe"}}, "required": [_PROBE_KEY]}}}]
 
 
-def template_arguments_form(tokenizer, template: str | None, template_kwargs: dict | None = None) -> str:
-    """:func:`arguments_form` of ``template`` (default: the tokenizer's own) rendered as training
-    and inference render it (``apply_chat_template`` with ``template_kwargs``). Cached per template."""
+def template_call_form(tokenizer, template: str | None, template_kwargs: dict | None = None) -> CallForm:
+    """:func:`call_form` of ``template`` (default: the tokenizer's own) rendered as training and
+    inference render it (``apply_chat_template`` with ``template_kwargs``). Cached per template."""
     template = template if template is not None else getattr(tokenizer, "chat_template", None)
-    if not template:
-        return "object"
+    if not template or not isinstance(template, str):
+        return OBJECT_FORM
     key = (id(tokenizer), template, json.dumps(template_kwargs or {}, sort_keys=True, default=str))
     if key not in _FORMS:
         def render_messages(msgs):
             return tokenizer.apply_chat_template(msgs, chat_template=template, tools=_PROBE_TOOLS, tokenize=False,
                                                  **(template_kwargs or {}))
-        _FORMS[key] = arguments_form(render_messages)
+        _FORMS[key] = call_form(render_messages)
     return _FORMS[key]
 
 

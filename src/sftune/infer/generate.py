@@ -30,23 +30,23 @@ def render_prompt(tokenizer, conv, *, tools: list | None = None, template_kwargs
     A conversation's messages reach the template as in training (``Message.to_template``: tool
     calls, tool results and reasoning included), with its own ``tools`` (else ``tools``) and the
     training ``template_kwargs``; tool-call arguments in the form the template takes
-    (:func:`~sftune.data.toolcalls.template_arguments_form`).
+    (:func:`~sftune.data.toolcalls.template_call_form`).
     """
     from ..data.conversation import Conversation
-    from ..data.toolcalls import template_arguments_form, tool_calls_for_template
+    from ..data.toolcalls import OBJECT_FORM, template_call_form
 
     if isinstance(conv, Conversation):
         if conv.kind != "chat":
             return conv.messages[0].content  # raw prompt of prompt/completion or text data
-        form = template_arguments_form(tokenizer, None, template_kwargs) if any(m.tool_calls for m in conv.prompt_messages) else "object"
+        form = template_call_form(tokenizer, None, template_kwargs) if any(m.tool_calls for m in conv.prompt_messages) else OBJECT_FORM
         msgs = [m.to_template(form) for m in conv.prompt_messages]
         tools = conv.tools or tools
     else:
         msgs = list(conv)
         if msgs and msgs[-1].get("role") == "assistant":
             msgs = msgs[:-1]
-        if any(m.get("tool_calls") for m in msgs) and template_arguments_form(tokenizer, None, template_kwargs) == "string":
-            msgs = [{**m, "tool_calls": tool_calls_for_template(m["tool_calls"], "string")} if m.get("tool_calls") else m for m in msgs]
+        if any(m.get("tool_calls") for m in msgs):
+            msgs = template_call_form(tokenizer, None, template_kwargs).messages(msgs)
     return tokenizer.apply_chat_template(msgs, tools=tools or None, tokenize=False, add_generation_prompt=True,
                                          **(template_kwargs or {}))
 

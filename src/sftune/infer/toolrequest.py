@@ -25,7 +25,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from ..data.toolcalls import template_arguments_form, tool_calls_for_template
+from ..data.toolcalls import template_call_form, tool_calls_for_template
 from .toolcalls import ToolCallParser, parse_output, prompt_opens_reasoning
 from .toolformat import ToolFormat
 
@@ -237,7 +237,7 @@ def probe_call_layout(tokenizer, fmt: ToolFormat | None, tools=None, **template_
     user = [{"role": "user", "content": "x"}]
     call = {"role": "assistant", "content": "", "tool_calls": tool_calls_for_template([  # a 9-character id, as Mistral's templates require
         {"id": "a1b2c3d4e", "type": "function", "function": {"name": _PROBE_NAME, "arguments": {_PROBE_ARG: 7}}}],
-        template_arguments_form(tokenizer, None, template_kwargs))}
+        template_call_form(tokenizer, None, template_kwargs).arguments)}
     probe_tool = {"type": "function", "function": {"name": _PROBE_NAME, "description": "probe",
                                                    "parameters": {"type": "object", "properties": {_PROBE_ARG: {"type": "integer"}}}}}
     kw = dict(tools=[*(tools or []), probe_tool], tokenize=False, **template_kwargs)
@@ -264,17 +264,14 @@ def start_reply(tokenizer, req: ToolRequest, **template_kwargs) -> tuple[str, To
     Renders ``req.messages`` and ``req.tools`` through the tokenizer's chat template with
     ``template_kwargs`` (e.g. ``enable_thinking=False``), as training renders them (tool-call
     arguments as JSON text for a template that writes them out as they are:
-    :func:`~sftune.data.toolcalls.template_arguments_form`). A forced call
+    :func:`~sftune.data.toolcalls.template_call_form`). A forced call
     is written the way the template writes calls (:func:`probe_call_layout`), else from the
     declared format (``req.prefix``); then, when the generation prompt opened a reasoning block,
     the block is closed first so the call is not written inside the reasoning. The prefix is
     already fed to the parser (it yields no delta: a call is only sent once complete), so feed it
     the generated text only. Tokenize the text with ``add_special_tokens=False`` (the template wrote them).
     """
-    messages = req.messages
-    if template_arguments_form(tokenizer, None, template_kwargs) == "string":  # as training gave them to this template
-        messages = [{**m, "tool_calls": tool_calls_for_template(m["tool_calls"], "string")} if m.get("tool_calls") else m
-                    for m in messages]
+    messages = template_call_form(tokenizer, None, template_kwargs).messages(req.messages)  # as training gave them
     prompt = tokenizer.apply_chat_template(messages, tools=req.tools, tokenize=False, add_generation_prompt=True, **template_kwargs)
     in_reasoning = prompt_opens_reasoning(prompt, req.parse_format)
     prefix = req.prefix
