@@ -389,7 +389,7 @@ def test_a_template_failing_on_null_content_gets_an_empty_string(smol_tokenizer)
     template = (
         "{% if tools %}<tools>{{ tools | tojson }}</tools>{% endif %}{% for m in messages %}<|{{ m.role }}|>"
         "{% if m.tool_calls %}{% if m['content'] is none %}<calls>{% else %}{{ m['content'] + '<calls>' }}{% endif %}"
-        "{{ m.tool_calls[0].function.arguments | tojson }}</calls>{% else %}{{ m.content }}{% endif %}<|end|>{% endfor %}"
+        "{{ m.tool_calls[0].function.name }}{{ m.tool_calls[0].function.arguments | tojson }}</calls>{% else %}{{ m.content }}{% endif %}<|end|>{% endfor %}"
         "{% if add_generation_prompt %}<|assistant|>{% endif %}"
     )
     form = template_call_form(tok, template)
@@ -398,7 +398,20 @@ def test_a_template_failing_on_null_content_gets_an_empty_string(smol_tokenizer)
     assert conv.messages[2].content_null and conv.messages[2].tool_calls  # the call-only turn of the data
     (row,) = char_rows(tok, template, conv)
     text, spans, _ = row
-    assert '<calls>{"city": "Oslo"}</calls>' in "".join(text[a:b] for a, b in spans)
+    assert '<calls>get_weather{"city": "Oslo"}</calls>' in "".join(text[a:b] for a, b in spans)
     check_rule(tok, template, conv, [row])
     # A template that handles a missing content keeps the key left out, as transformers does
     assert template_call_form(tok, BUILTIN_TEMPLATES["hermes"]).null_content is None
+
+
+def test_a_template_that_writes_only_a_call_marker_does_not_show_the_calls(smol_tokenizer):
+    """vLLM's short Mistral template writes '[TOOL_CALLS]' + the content: the calls themselves are lost."""
+    tok = smol_tokenizer
+    template = (
+        "{% if tools %}<tools>{{ tools | tojson }}</tools>{% endif %}{% for m in messages %}<|{{ m.role }}|>"
+        "{% if m.tool_calls %}[TOOL_CALLS]{{ m.content or '' }}{% else %}{{ m.content }}{% endif %}<|end|>{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    with pytest.raises(TemplateError, match=r"message 2: the chat template does not show the assistant's tool calls "
+                                            r"\('tool_calls'\): its rendering of the turn never names the function called \('get_weather'\)"):
+        char_rows(tok, template, tool_convs()[0])

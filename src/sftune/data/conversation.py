@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .toolcalls import OBJECT_FORM, CallForm, tool_calls_for_template
+from .toolcalls import OBJECT_FORM, CallForm, tool_calls_for_template, with_call_ids
 
 Kind = Literal["chat", "completion", "text"]
 
@@ -157,7 +157,8 @@ class Conversation:
         >>> c.to_messages()
         [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Hello', 'reasoning_content': 'greet'}]
         """
-        return [m.to_template(form) for m in self.messages]
+        msgs = [m.to_template(form) for m in self.messages]
+        return with_call_ids(msgs, str(self.source or "")) if form.ids else msgs
 
     @property
     def is_plain(self) -> bool:

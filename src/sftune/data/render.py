@@ -233,18 +233,23 @@ class ChatRenderer:
         """Refuse when turn ``k``'s tool calls or reasoning vanish from its rendering; return the
         turn rendered without its reasoning (for ``--reasoning mask``), when it has some.
 
-        The exact test renders the turn without them and compares. It is skipped when the turn's
-        text visibly holds them (every called name, the reasoning text): a template that hid
-        them could not write those strings unless the content itself repeats them, and then
-        another turn still shows the problem. This halves the renders of agent data."""
+        Tool calls are shown when the turn's text names every function called (a template that
+        writes only a marker shows none of the call). Reasoning: the exact test renders the turn
+        without it and compares; it is skipped when the turn's text holds the reasoning (a
+        template that hid it could not write it unless the content itself repeats it, and then
+        another turn still shows the problem). This halves the renders of agent data."""
         m = msgs[k]
         completion = upto[len(prompt):]
-        if "tool_calls" in m and not all(c["function"]["name"] in completion for c in m["tool_calls"]):
+        missing = [c["function"]["name"] for c in m.get("tool_calls") or [] if c["function"]["name"] not in completion]
+        if missing:
+            # Every tool template writes the function it calls; one that writes only a marker (vLLM's
+            # short Mistral template expects the calls' text in `content`) would train a call of nothing.
             alt = {key: v for key, v in m.items() if key != "tool_calls"}
             if alt.get("content") is None:
                 alt["content"] = ""
-            if self._same(msgs[:k] + [alt], tools, upto) == upto:
-                raise hidden("the assistant's tool calls ('tool_calls')", conv, k)
+            same = self._same(msgs[:k] + [alt], tools, upto) == upto
+            raise hidden("the assistant's tool calls ('tool_calls')", conv, k, None if same else
+                         f"its rendering of the turn never names the function called ({', '.join(map(repr, missing))})")
         reasoning = m.get("reasoning_content")
         if not isinstance(reasoning, str) or not reasoning.strip():
             return None  # no reasoning, or an empty one: nothing that could vanish
@@ -303,8 +308,8 @@ def _direct_renderer(tokenizer, template: str, template_kwargs: dict):
     return direct
 
 
-def hidden(what: str, conv: Conversation, k: int | None) -> RowTemplateError:
-    """The refusal for a template that renders the same text with and without ``what``."""
+def hidden(what: str, conv: Conversation, k: int | None, why: str | None = None) -> RowTemplateError:
+    """The refusal for a template that does not show ``what`` (by default: renders the same text with and without it)."""
     fix = f"use a template that renders them: --template {' or --template '.join(TOOL_TEMPLATES)} (built in), or a .jinja file"
     if "into the content" in what:
         fix = "--reasoning drop (train without it), or " + fix
@@ -314,8 +319,8 @@ def hidden(what: str, conv: Conversation, k: int | None) -> RowTemplateError:
     where = f"message {k}: " if k is not None else ""
     return RowTemplateError(
         reason, f"{conv.source or 'conversation'}",
-        f"{where}the chat template does not show {what}: it renders this conversation the same with and without "
-        f"them, so the model would be trained without what the data holds. Fix: {fix}.",
+        f"{where}the chat template does not show {what}: {why or 'it renders this conversation the same with and without them'}, so the model would be trained without what the "
+        f"data holds. Fix: {fix}.",
     )
 
 
@@ -361,7 +366,7 @@ def drop_or_stop(failed: list[tuple], shown, report) -> None:
         if not shown[reason]:
             n = sum(f[1] == reason for f in failed)
             what = "the chat template raised: " + detail if reason == TEMPLATE_FAILED else detail
-            fix = "" if "Fix:" in detail else (
+            fix = "" if reason != TEMPLATE_FAILED else (
                 " Fix: give the rows what the template reads (its error above names it), or use a template that "
                 f"takes this data: --template {' or --template '.join(TOOL_TEMPLATES)} (built in), or a .jinja file.")
             raise RowTemplateError(

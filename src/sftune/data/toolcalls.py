@@ -148,11 +148,15 @@ class CallForm:
     (JSON text, for templates that write ``function.arguments`` out as it is). ``null_content``:
     what the ``null`` content of a turn that only calls tools becomes: ``None`` (left out, as
     transformers leaves out every ``None`` key) or ``""``, for templates that test
-    ``content is none`` and then fail on the missing key (vLLM's DeepSeek ones).
+    ``content is none`` and then fail on the missing key (vLLM's DeepSeek ones). ``ids``: the
+    template refuses calls without an ``id`` (Mistral's, which write it for the model to
+    generate): calls the data left without one get a stable 9-character id, and a tool result
+    without ``tool_call_id`` the id of the call it answers, in order (:func:`with_call_ids`).
     """
 
     arguments: str = "object"
     null_content: str | None = None
+    ids: bool = False
 
     def messages(self, messages: list[dict]) -> list[dict]:
         """Template messages (dicts, as :func:`tool_calls_for_template` makes them) in this form.
@@ -170,16 +174,49 @@ class CallForm:
                 if m.get("content") is None and self.null_content is not None:
                     m["content"] = self.null_content
             out.append(m)
-        return out
+        return with_call_ids(out, "") if self.ids else out
+
+
+def with_call_ids(messages: list[dict], key: str) -> list[dict]:
+    """``messages`` (template dicts, changed in place and returned) with an ``id`` on every call and
+    a ``tool_call_id`` on every tool result: a missing id is 9 hex characters from ``key`` (the
+    conversation's file:line) and the call's place, so every rendering of a row agrees; a tool
+    result without one answers the next unanswered call of the turn before it.
+
+    >>> msgs = [{"role": "assistant", "tool_calls": [{"function": {"name": "f"}}, {"id": "given_id1", "function": {"name": "g"}}]},
+    ...         {"role": "tool", "content": "1"}, {"role": "tool", "content": "2"}]
+    >>> [c["id"] for c in with_call_ids(msgs, "a.jsonl:3")[0]["tool_calls"]], [m["tool_call_id"] for m in msgs[1:]]
+    (['279bfc531', 'given_id1'], ['279bfc531', 'given_id1'])
+    """
+    import hashlib
+
+    pending: list[str] = []
+    for k, m in enumerate(messages):
+        if m.get("tool_calls"):
+            calls = []
+            for j, call in enumerate(m["tool_calls"]):
+                if not call.get("id"):
+                    call = {"id": hashlib.blake2b(f"{key}|{k}|{j}".encode(), digest_size=8).hexdigest()[:9], **call}
+                calls.append(call)
+            m["tool_calls"], pending = calls, [c["id"] for c in calls]
+        elif m.get("role") == "tool" and pending:
+            tid = m.get("tool_call_id")
+            if not tid:
+                m["tool_call_id"] = tid = pending[0]
+            if tid in pending:
+                pending.remove(tid)
+    return messages
 
 
 OBJECT_FORM = CallForm()
 
 
-def _probe_messages(arguments, content=None) -> list[dict]:
-    call = {"id": "a1b2c3d4e", "type": "function", "function": {"name": "sftune_probe", "arguments": arguments}}  # 9 characters, as Mistral's templates require
-    return [{"role": "user", "content": "q"}, {"role": "assistant", "content": content, "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": "a1b2c3d4e", "name": "sftune_probe", "content": "r"},
+def _probe_messages(arguments, content=None, ids: bool = True) -> list[dict]:
+    call = {"type": "function", "function": {"name": "sftune_probe", "arguments": arguments}}
+    result = {"role": "tool", "name": "sftune_probe", "content": "r"}
+    if ids:  # 9 characters, as Mistral's templates require
+        call, result = {"id": "a1b2c3d4e", **call}, {**result, "tool_call_id": "a1b2c3d4e"}
+    return [{"role": "user", "content": "q"}, {"role": "assistant", "content": content, "tool_calls": [call]}, result,
             {"role": "assistant", "content": "a"}]
 
 
@@ -194,18 +231,19 @@ def call_form(render_messages) -> CallForm:
     form, what vLLM and transformers pass, is kept unless it is wrong and the string form is
     right (also when the template raises on a mapping, as vLLM's Apertus one does). Then a
     call-only turn with ``null`` content: left out unless the template raises on that and renders
-    ``""``. A template that cannot render the probe at all (no tool support) gets the defaults.
+    ``""``. Then calls without ids: given ids when the template raises without them only. A
+    template that cannot render the probe at all (no tool support) gets the defaults.
 
     >>> def prints_as_is(msgs):  # a template writing {{ tool_call.function.arguments }}
     ...     return str(msgs[1]["tool_calls"][0]["function"]["arguments"])
     >>> call_form(prints_as_is), call_form(lambda msgs: json.dumps(msgs[1]["tool_calls"][0]["function"]["arguments"]))
-    (CallForm(arguments='string', null_content=None), CallForm(arguments='object', null_content=None))
-    >>> call_form(lambda msgs: msgs[1]["content"] + json.dumps(msgs[1]["tool_calls"][0]["function"]["arguments"]))
-    CallForm(arguments='object', null_content='')
+    (CallForm(arguments='string', null_content=None, ids=False), CallForm(arguments='object', null_content=None, ids=False))
+    >>> call_form(lambda msgs: msgs[1]["content"] + msgs[1]["tool_calls"][0]["id"])
+    CallForm(arguments='object', null_content='', ids=True)
     """
-    def rendering(arguments, content=""):
+    def rendering(arguments, content="", ids=True):
         try:
-            return render_messages(_probe_messages(arguments, content))
+            return render_messages(_probe_messages(arguments, content, ids))
         except Exception:  # noqa: BLE001 - the template refuses this form
             return None
 
@@ -218,7 +256,9 @@ def call_form(render_messages) -> CallForm:
         arguments = "string"
     probe = as_object if arguments == "object" else json.dumps(as_object)
     null_content = "" if rendering(probe, None) is None and rendering(probe, "") is not None else None
-    return CallForm(arguments, null_content)
+    content = "" if null_content is not None else None
+    ids = rendering(probe, content, ids=False) is None and rendering(probe, content) is not None
+    return CallForm(arguments, null_content, ids)
 
 
 _PROBE_TOOLS = [{"type": "function", "function": {"name": "sftune_probe", "description": "probe", "parameters": {
