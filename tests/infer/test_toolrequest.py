@@ -240,3 +240,33 @@ def test_a_template_taking_json_text_gets_it_at_inference_as_in_training(smol_to
     renderer = ChatRenderer(tok, tok.chat_template)
     assert renderer.call_form.arguments == "string"
     assert renderer.render(conv.to_messages(renderer.call_form)[:3], conv.tools, add_generation_prompt=True) == prompt
+
+
+def test_a_prompt_with_earlier_calls_gets_the_ids_training_gave_them(smol_tokenizer, tmp_path):
+    """A template that refuses calls without ids (Mistral's) gets the same generated ids in
+    generate/eval prompts as in training, for data that has none (ShareGPT function calls)."""
+    from sftune.data.readers import read_conversations
+    from sftune.data.report import DataReport
+    from sftune.data.toolcalls import template_call_form
+    from sftune.infer.generate import render_prompt
+
+    tok = smol_tokenizer
+    tok.chat_template = (
+        "{% for m in messages %}<|{{ m.role }}|>{{ m.content or '' }}{% for c in m.tool_calls or [] %}"
+        "{% if c.id is not defined %}{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{% endif %}"
+        "<call id={{ c.id }}>{{ c.function.name }}{{ c.function.arguments | tojson }}</call>{% endfor %}"
+        "{% if m.role == 'tool' %} for {{ m.tool_call_id }}{% endif %}<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    assert template_call_form(tok, None).ids
+    f = tmp_path / "sharegpt.jsonl"
+    f.write_text(json.dumps({"conversations": [
+        {"from": "human", "value": "Weather in Oslo?"},
+        {"from": "function_call", "value": json.dumps({"name": "get_weather", "arguments": {"city": "Oslo"}})},
+        {"from": "observation", "value": "3"}, {"from": "human", "value": "And now?"}, {"from": "gpt", "value": "Still 3."}]}) + "\n")
+    conv = read_conversations(str(f), DataReport())[0]
+    trained = conv.to_messages(template_call_form(tok, None))
+    call_id = trained[1]["tool_calls"][0]["id"]
+    assert len(call_id) == 9 and trained[2]["tool_call_id"] == call_id  # the result answers the call
+    prompt = render_prompt(tok, conv)
+    assert f"<call id={call_id}>get_weather" in prompt and f" for {call_id}<|end|>" in prompt
+    assert prompt == tok.apply_chat_template(trained[:-1], tokenize=False, add_generation_prompt=True)

@@ -11,6 +11,8 @@ with ``arguments`` kept as the data had it (a JSON string or an object) so ``to_
 Templates get ``arguments`` as a mapping, parsed from the JSON string, because that is what vLLM
 (``_postprocess_messages`` in ``vllm/entrypoints/chat_utils.py``) and transformers' tool-use docs
 hand to a template at inference: ``None`` or ``""`` becomes ``{}``, a string is ``json.loads``-ed.
+Some templates want otherwise (JSON text, ``""`` for a null content, ids on every call): each is
+probed once for its :class:`CallForm` (:func:`template_call_form`), which training and inference share.
 
 >>> calls = normalize_tool_calls([{"name": "weather", "arguments": '{"city": "Paris"}'}])
 >>> calls

@@ -33,13 +33,15 @@ def render_prompt(tokenizer, conv, *, tools: list | None = None, template_kwargs
     (:func:`~sftune.data.toolcalls.template_call_form`).
     """
     from ..data.conversation import Conversation
-    from ..data.toolcalls import OBJECT_FORM, template_call_form
+    from ..data.toolcalls import OBJECT_FORM, template_call_form, with_call_ids
 
     if isinstance(conv, Conversation):
         if conv.kind != "chat":
             return conv.messages[0].content  # raw prompt of prompt/completion or text data
         form = template_call_form(tokenizer, None, template_kwargs) if any(m.tool_calls for m in conv.prompt_messages) else OBJECT_FORM
         msgs = [m.to_template(form) for m in conv.prompt_messages]
+        if form.ids:  # the ids training gave this row's calls (Conversation.to_messages)
+            msgs = with_call_ids(msgs, str(conv.source or ""))
         tools = conv.tools or tools
     else:
         msgs = list(conv)
