@@ -4,7 +4,7 @@ Run: python benchmarks/stream_memory.py [--rows 200000] [--steps 3] [--model DIR
 
 Writes a generated .jsonl (the chat rows of tests/data/streaming_rows.py, a few of them broken)
 and, without --model, a tiny random model on the SmolLM2 tokenizer. Then each mode runs in a
-process of its own, so one's memory is not the other's:
+process of its own, the two side by side (each measures only its own memory):
 
 - ``memory``: ``sftune.train.run.train`` as usual: every row is read, encoded and packed
   before the first step, then ``--steps`` optimizer steps;
@@ -95,15 +95,25 @@ def child(mode: str, model: str, data: str, work: str, steps: int) -> dict:
     return out
 
 
-def measure(mode: str, model: str, data: str, work: str, steps: int) -> dict:
-    """Run :func:`child` in a fresh Python process and return its JSON line."""
-    cmd = [sys.executable, __file__, "--child", mode, "--model", model, "--data", data, "--work", work, "--steps", str(steps)]
+def measure(modes: tuple[str, ...], model: str, data: str, work: str, steps: int) -> list[dict]:
+    """Run :func:`child` once per mode, each in a fresh Python process, side by side (each
+    measures its own peak, ``VmHWM``, so they do not count each other); return their JSON lines."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
-    if res.returncode != 0:
-        raise RuntimeError(f"{mode} run failed:\n{res.stderr[-4000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    runs = []
+    for mode in modes:
+        cmd = [sys.executable, __file__, "--child", mode, "--model", model, "--data", data, "--work", work, "--steps", str(steps)]
+        # Files, not pipes: a pipe nobody reads while the other run is awaited would fill and block.
+        out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        runs.append((mode, subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True), out, err))
+    results = []
+    for mode, proc, out, err in runs:
+        proc.wait(timeout=3600)
+        out.seek(0), err.seek(0)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{mode} run failed:\n{err.read()[-4000:]}")
+        results.append(json.loads(out.read().strip().splitlines()[-1]))
+    return results
 
 
 def main() -> None:
@@ -126,7 +136,7 @@ def main() -> None:
     data = write_rows(work / "train.jsonl", a.rows, BAD)
     model = a.model or str(tiny_model(work / "model"))
     print(f"{a.rows:,} rows, {data.stat().st_size / 2**20:.0f} MiB of jsonl in {work}")
-    results = {mode: measure(mode, model, str(data), str(work), a.steps) for mode in ("memory", "stream")}
+    results = dict(zip(("memory", "stream"), measure(("memory", "stream"), model, str(data), str(work), a.steps)))
     for r in results.values():
         print(json.dumps(r))
     m, s = results["memory"], results["stream"]

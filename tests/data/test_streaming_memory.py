@@ -25,8 +25,7 @@ ROWS = 200_000
 @pytest.mark.slow
 def test_200k_rows_stream_through_training_with_flat_memory(tiny_model_dir, tmp_path):
     data = write_rows(tmp_path / "train.jsonl", ROWS, BAD)
-    memory = stream_memory.measure("memory", str(tiny_model_dir), str(data), str(tmp_path), steps=3)
-    stream = stream_memory.measure("stream", str(tiny_model_dir), str(data), str(tmp_path), steps=3)
+    memory, stream = stream_memory.measure(("memory", "stream"), str(tiny_model_dir), str(data), str(tmp_path), steps=3)
     # The whole file went through the streamed data stage, with the same rows kept and dropped.
     assert stream["rows"] == memory["rows"] == ROWS
     assert stream["kept"] == memory["kept"] == ROWS - len(BAD) and stream["dropped"] == len(BAD)
