@@ -162,10 +162,6 @@ def test_rows_render_and_read_back_as_calls(rows, smol_tokenizer):
 
 
 def test_rows_read_by_sftune_with_nothing_dropped(rows):
-    from sftune.data.conversation import Message
-
-    if "tool_calls" not in getattr(Message, "__dataclass_fields__", {}):
-        pytest.skip("the tool-call reader (issue 14, data half) has not landed on this branch")
     from sftune.config import DataSource
     from sftune.data import readers
     from sftune.data.report import DataReport
@@ -183,8 +179,6 @@ def test_every_demo_turn_reads_back_through_the_builtin_tool_templates(rows, smo
     from sftune.infer.toolformat import detect_format
     from sftune.infer.toolrequest import prepare_tool_request, start_reply
 
-    if name not in BUILTIN_TEMPLATES:
-        pytest.skip(f"the built-in {name} template (issue 14, data half) has not landed on this branch")
     tok = smol_tokenizer
     saved, tok.chat_template = tok.chat_template, BUILTIN_TEMPLATES[name]
     try:
