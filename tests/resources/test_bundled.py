@@ -257,8 +257,8 @@ def test_token_budget(chat_rows, smol_tokenizer):
 
 @pytest.mark.parametrize("name", (*CHAT_FILES, "replay.jsonl"))
 def test_files_read_by_sftune_with_nothing_dropped(name):
-    readers = pytest.importorskip("sftune.data.readers", reason="sftune.data.readers has not landed yet")
     from sftune.config import DataSource
+    from sftune.data import readers
     from sftune.data.report import DataReport
 
     report = DataReport(strict=True)  # strict: the first problem raises with file and line
