@@ -157,17 +157,19 @@ def token_lengths(
 ) -> tuple[list[int], list[int]]:
     """(whole-conversation tokens, answer tokens) per row, the whole conversation counted as training
     tokenizes it (before ``max_length``): a chat row rendered with ``template`` (a resolved chat
-    template) from ``conv.to_messages(form)`` (the template's :class:`~sftune.data.toolcalls.CallForm`) with its ``tools``, ``template_kwargs`` and the
-    ``reasoning`` policy, so tool calls, tool results, tool schemas and reasoning count; a raw
-    prompt/completion or text row with the tokenizer's special tokens and the EOS training appends.
+    template) from ``conv.to_messages(form)`` (the template's :class:`~sftune.data.toolcalls.CallForm`)
+    with its ``tools``, ``template_kwargs`` and the ``reasoning`` policy, so tool calls, tool results,
+    tool schemas and reasoning count; a raw prompt/completion or text row with the tokenizer's
+    special tokens and the EOS training appends.
     """
     from ..data.render import apply_reasoning
     from ..data.templates import render
-    from ..data.toolcalls import OBJECT_FORM, template_call_form
+    from ..data.toolcalls import template_call_form
+
+    form = template_call_form(tokenizer, template, template_kwargs)
 
     def rendered(c: Conversation) -> str:
         c = apply_reasoning(c, reasoning)
-        form = template_call_form(tokenizer, template, template_kwargs) if any(m.tool_calls for m in c.messages) else OBJECT_FORM
         return render(tokenizer, template, c.to_messages(form), tools=c.tools, template_kwargs=template_kwargs)
 
     eos = tokenizer.eos_token_id

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .toolcalls import OBJECT_FORM, CallForm, tool_calls_for_template, with_call_ids
+from .toolcalls import OBJECT_FORM, CallForm, with_call_ids
 
 Kind = Literal["chat", "completion", "text"]
 
@@ -85,11 +85,7 @@ class Message:
         ...         content_null=True).to_template()
         {'role': 'assistant', 'content': None, 'tool_calls': [{'type': 'function', 'function': {'name': 'f', 'arguments': {'a': 1}}}]}
         """
-        # An empty list of calls becomes None and is left out: vLLM drops it too.
-        d = self._as_dict(None if self.tool_calls is None else tool_calls_for_template(self.tool_calls, form.arguments))
-        if self.content_null and self.tool_calls and form.null_content is not None:
-            d["content"] = form.null_content
-        return d
+        return form.message(self._as_dict(self.tool_calls))
 
     def to_dict(self) -> dict:
         """Canonical JSON (what ``sftune curate`` writes): every key the data had, arguments as given.

@@ -309,7 +309,8 @@ def _direct_renderer(tokenizer, template: str, template_kwargs: dict):
 
 
 def hidden(what: str, conv: Conversation, k: int | None, why: str | None = None) -> RowTemplateError:
-    """The refusal for a template that does not show ``what`` (by default: renders the same text with and without it)."""
+    """The refusal for a template that does not show ``what``; ``why`` (default: it renders the
+    same text with and without it)."""
     fix = f"use a template that renders them: --template {' or --template '.join(TOOL_TEMPLATES)} (built in), or a .jinja file"
     if "into the content" in what:
         fix = "--reasoning drop (train without it), or " + fix
@@ -317,10 +318,11 @@ def hidden(what: str, conv: Conversation, k: int | None, why: str | None = None)
         fix = "--reasoning inline (writes it into the content as <think>...</think>), --reasoning drop, or " + fix
     reason = REASONING_HIDDEN if "reasoning" in what else CALLS_HIDDEN if "tool_calls" in what else TOOLS_HIDDEN
     where = f"message {k}: " if k is not None else ""
+    why = why or "it renders this conversation the same with and without them"
     return RowTemplateError(
         reason, f"{conv.source or 'conversation'}",
-        f"{where}the chat template does not show {what}: {why or 'it renders this conversation the same with and without them'}, so the model would be trained without what the "
-        f"data holds. Fix: {fix}.",
+        f"{where}the chat template does not show {what}: {why}, so the model would be trained without what the data "
+        f"holds. Fix: {fix}.",
     )
 
 

@@ -2,9 +2,9 @@
 
 Data stores tool calls in several shapes; chat templates and the OpenAI API expect one. Readers
 call :func:`normalize_tool_calls` and :func:`normalize_tools`; the tokenizer step and the
-inference side (``sftune chat``/``serve``) both call :func:`tool_calls_for_template` right
-before ``apply_chat_template``, so a template sees a call exactly the same way in training and
-at inference.
+inference side (``sftune chat``/``serve``) both put calls in the template's :class:`CallForm`
+right before ``apply_chat_template``, so a template sees a call exactly the same way in training
+and at inference.
 
 The normal form is OpenAI's: ``{"id"?, "type": "function", "function": {"name", "arguments"}}``,
 with ``arguments`` kept as the data had it (a JSON string or an object) so ``to_dict`` round-trips.
@@ -160,6 +160,22 @@ class CallForm:
     null_content: str | None = None
     ids: bool = False
 
+    def message(self, m: dict) -> dict:
+        """One template message (a dict) in this form: its calls' arguments as this template takes
+        them, and ``null_content`` for the null content of a turn that makes calls. An empty list
+        of calls is left out, as vLLM does ("to keep templates on the normal assistant path")."""
+        if "tool_calls" not in m:
+            return m
+        m = dict(m)
+        calls = tool_calls_for_template(m["tool_calls"], self.arguments)
+        if calls is None:
+            del m["tool_calls"]
+        else:
+            m["tool_calls"] = calls
+            if m.get("content") is None and self.null_content is not None:
+                m["content"] = self.null_content
+        return m
+
     def messages(self, messages: list[dict]) -> list[dict]:
         """Template messages (dicts, as :func:`tool_calls_for_template` makes them) in this form.
 
@@ -169,13 +185,7 @@ class CallForm:
         """
         if self == OBJECT_FORM:
             return messages
-        out = []
-        for m in messages:
-            if m.get("tool_calls"):
-                m = {**m, "tool_calls": tool_calls_for_template(m["tool_calls"], self.arguments)}
-                if m.get("content") is None and self.null_content is not None:
-                    m["content"] = self.null_content
-            out.append(m)
+        out = [self.message(m) for m in messages]
         return with_call_ids(out, "") if self.ids else out
 
 
@@ -263,26 +273,25 @@ def call_form(render_messages) -> CallForm:
     return CallForm(arguments, null_content, ids)
 
 
+_FORMS: dict = {}  # template_call_form's cache
 _PROBE_TOOLS = [{"type": "function", "function": {"name": "sftune_probe", "description": "probe", "parameters": {
     "type": "object", "properties": {_PROBE_KEY: {"type": "string", "description": "probe"}}, "required": [_PROBE_KEY]}}}]
 
 
 def template_call_form(tokenizer, template: str | None, template_kwargs: dict | None = None) -> CallForm:
     """:func:`call_form` of ``template`` (default: the tokenizer's own) rendered as training and
-    inference render it (``apply_chat_template`` with ``template_kwargs``). Cached per template."""
+    inference render it (``apply_chat_template`` with ``template_kwargs``). Cached per template,
+    variables and special tokens (all a rendering depends on)."""
     template = template if template is not None else getattr(tokenizer, "chat_template", None)
     if not template or not isinstance(template, str):
         return OBJECT_FORM
-    key = (id(tokenizer), template, json.dumps(template_kwargs or {}, sort_keys=True, default=str))
+    key = (template, json.dumps([template_kwargs or {}, tokenizer.special_tokens_map], sort_keys=True, default=str))
     if key not in _FORMS:
         def render_messages(msgs):
             return tokenizer.apply_chat_template(msgs, chat_template=template, tools=_PROBE_TOOLS, tokenize=False,
                                                  **(template_kwargs or {}))
         _FORMS[key] = call_form(render_messages)
     return _FORMS[key]
-
-
-_FORMS: dict = {}
 
 
 def normalize_tools(value) -> list[dict]:

@@ -33,22 +33,19 @@ def render_prompt(tokenizer, conv, *, tools: list | None = None, template_kwargs
     (:func:`~sftune.data.toolcalls.template_call_form`).
     """
     from ..data.conversation import Conversation
-    from ..data.toolcalls import OBJECT_FORM, template_call_form, with_call_ids
+    from ..data.toolcalls import template_call_form
 
+    form = template_call_form(tokenizer, None, template_kwargs)
     if isinstance(conv, Conversation):
         if conv.kind != "chat":
             return conv.messages[0].content  # raw prompt of prompt/completion or text data
-        form = template_call_form(tokenizer, None, template_kwargs) if any(m.tool_calls for m in conv.prompt_messages) else OBJECT_FORM
-        msgs = [m.to_template(form) for m in conv.prompt_messages]
-        if form.ids:  # the ids training gave this row's calls (Conversation.to_messages)
-            msgs = with_call_ids(msgs, str(conv.source or ""))
+        msgs = conv.to_messages(form)[: len(conv.prompt_messages)]  # with the call ids training gave them
         tools = conv.tools or tools
     else:
         msgs = list(conv)
         if msgs and msgs[-1].get("role") == "assistant":
             msgs = msgs[:-1]
-        if any(m.get("tool_calls") for m in msgs):
-            msgs = template_call_form(tokenizer, None, template_kwargs).messages(msgs)
+        msgs = form.messages(msgs)
     return tokenizer.apply_chat_template(msgs, tools=tools or None, tokenize=False, add_generation_prompt=True,
                                          **(template_kwargs or {}))
 

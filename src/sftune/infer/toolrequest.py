@@ -25,7 +25,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from ..data.toolcalls import template_call_form, tool_calls_for_template
+from ..data.toolcalls import template_call_form
 from .toolcalls import ToolCallParser, parse_output, prompt_opens_reasoning
 from .toolformat import ToolFormat
 
@@ -235,9 +235,8 @@ def probe_call_layout(tokenizer, fmt: ToolFormat | None, tools=None, **template_
     if fmt is None or not fmt.has_calls:
         return None
     user = [{"role": "user", "content": "x"}]
-    call = {"role": "assistant", "content": "", "tool_calls": tool_calls_for_template([  # a 9-character id, as Mistral's templates require
-        {"id": "a1b2c3d4e", "type": "function", "function": {"name": _PROBE_NAME, "arguments": {_PROBE_ARG: 7}}}],
-        template_call_form(tokenizer, None, template_kwargs).arguments)}
+    call = template_call_form(tokenizer, None, template_kwargs).message({"role": "assistant", "content": "", "tool_calls": [
+        {"id": "a1b2c3d4e", "type": "function", "function": {"name": _PROBE_NAME, "arguments": {_PROBE_ARG: 7}}}]})  # a 9-character id, as Mistral's templates require
     probe_tool = {"type": "function", "function": {"name": _PROBE_NAME, "description": "probe",
                                                    "parameters": {"type": "object", "properties": {_PROBE_ARG: {"type": "integer"}}}}}
     kw = dict(tools=[*(tools or []), probe_tool], tokenize=False, **template_kwargs)
